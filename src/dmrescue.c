@@ -1,1 +1,169 @@
-int main(void) { return 0; }
+/* dmrescue: offline recovery and forensics of Docker devicemapper pools. */
+#include "config.h"
+#include "cli.h"
+#include "thinmeta/blocksrc.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct command {
+	const char *name;
+	int (*fn)(struct dmr_cli *cli, int argc, char **argv);
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{ "dump", cmd_dump, "print the pool metadata as thin_dump-compatible XML" },
+	{ "ls", cmd_ls, "list thin devices with mapped, exclusive and shared space" },
+};
+
+static void usage(FILE *out)
+{
+	fputs("Usage:\n"
+	      " dmrescue [options] <command> [command options]\n"
+	      "\n"
+	      "Offline recovery and forensics of Docker devicemapper thin pools.\n"
+	      "\n"
+	      "Commands:\n", out);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, " %-8s %s\n", commands[i].name, commands[i].help);
+	fputs("\n"
+	      "Options:\n"
+	      " -r, --root DIR       Docker root (default /var/lib/docker)\n"
+	      "     --metadata PATH  pool metadata file or device\n"
+	      "                      (default ROOT/devicemapper/devicemapper/metadata)\n"
+	      "     --data PATH      pool data file or device\n"
+	      "                      (default ROOT/devicemapper/devicemapper/data)\n"
+	      "     --json           machine-readable output\n"
+	      " -q, --quiet          print only errors\n"
+	      " -v, --verbose        say more\n"
+	      " -h, --help           display this help\n"
+	      " -V, --version        display version\n"
+	      "\n"
+	      "Run 'dmrescue <command> --help' for a command's options; see dmrescue(8).\n", out);
+}
+
+void dmr_cli_error(const struct dmr_cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+	fflush(stdout);
+	fprintf(stderr, "%s: ", cli->prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int dmr_cli_usage_error(const struct dmr_cli *cli, const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", cli->prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s%s%s --help' for more information.\n", cli->prog, cmd ? " " : "", cmd ? cmd : "");
+	return DMR_EXIT_USAGE;
+}
+
+int dmr_cli_fail(const struct dmr_cli *cli, const struct dmr_err *err)
+{
+	dmr_cli_error(cli, "%s", err->msg);
+	switch (err->code) {
+	case DMR_ECORRUPT:
+		return DMR_EXIT_DAMAGE;
+	case DMR_EUSAGE:
+		return DMR_EXIT_USAGE;
+	default:
+		return DMR_EXIT_INPUT;
+	}
+}
+
+int dmr_cli_global_opt(struct dmr_cli *cli, int c, const char *arg, void (*usage_fn)(FILE *))
+{
+	switch (c) {
+	case 'r':
+		cli->root = arg;
+		return 1;
+	case OPT_METADATA:
+		cli->metadata_path = arg;
+		return 1;
+	case OPT_DATA:
+		cli->data_path = arg;
+		return 1;
+	case OPT_JSON:
+		cli->json = 1;
+		return 1;
+	case 'q':
+		cli->quiet = 1;
+		return 1;
+	case 'v':
+		cli->verbose++;
+		return 1;
+	case 'h':
+		usage_fn(stdout);
+		exit(dmr_cli_finish_stdout(cli, DMR_EXIT_OK));
+	case 'V':
+		printf("%s %s\n", cli->prog, PACKAGE_VERSION);
+		exit(dmr_cli_finish_stdout(cli, DMR_EXIT_OK));
+	}
+	return 0;
+}
+
+const char *dmr_cli_metadata_path(struct dmr_cli *cli)
+{
+	if (cli->metadata_path)
+		return cli->metadata_path;
+	snprintf(cli->metadata_buf, sizeof(cli->metadata_buf), "%s/devicemapper/devicemapper/metadata", cli->root);
+	return cli->metadata_buf;
+}
+
+struct tm_pool *dmr_cli_open_pool(struct dmr_cli *cli, int *exit_code)
+{
+	struct tm_pool *p = NULL;
+	struct dmr_err err = { 0 };
+	if (tm_pool_open(&p, dmr_cli_metadata_path(cli), 0, &err)) {
+		*exit_code = dmr_cli_fail(cli, &err);
+		return NULL;
+	}
+	if (cli->verbose)
+		fprintf(stderr, "%s: %s: %llu metadata blocks, read with %s\n", cli->prog, p->path,
+			(unsigned long long)p->file_blocks, tm_blocksrc_engine(p->bs));
+	return p;
+}
+
+int dmr_cli_finish_stdout(const struct dmr_cli *cli, int code)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		int e = errno;
+		fprintf(stderr, "%s: write error on standard output: %s\n", cli->prog, strerror(e));
+		return DMR_EXIT_OUTPUT;
+	}
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	struct dmr_cli cli = { .prog = "dmrescue", .root = "/var/lib/docker" };
+	static const struct option longopts[] = { DMR_GLOBAL_LONGOPTS, { NULL, 0, NULL, 0 } };
+	int c;
+	while ((c = getopt_long(argc, argv, "+" DMR_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
+		if (!dmr_cli_global_opt(&cli, c, optarg, usage))
+			return dmr_cli_usage_error(&cli, NULL, "unknown option");
+	}
+	if (optind >= argc)
+		return dmr_cli_usage_error(&cli, NULL, "no command given");
+	const char *name = argv[optind];
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(name, commands[i].name) == 0) {
+			int sub_argc = argc - optind;
+			char **sub_argv = argv + optind;
+			optind = 0; /* reset getopt for the command */
+			return commands[i].fn(&cli, sub_argc, sub_argv);
+		}
+	}
+	return dmr_cli_usage_error(&cli, NULL, "unknown command '%s'", name);
+}

@@ -1,0 +1,88 @@
+/* What the commands share: global options, exit codes, error printing. */
+#ifndef DMR_CLI_H
+#define DMR_CLI_H
+
+#include <stdio.h>
+
+#include "thinmeta/pool.h"
+#include "util/err.h"
+
+enum dmr_exit {
+	DMR_EXIT_OK = 0,
+	DMR_EXIT_FINDINGS = 1, /* non-fatal findings only */
+	DMR_EXIT_DAMAGE = 2,   /* the input is damaged */
+	DMR_EXIT_INPUT = 3,    /* could not read the input */
+	DMR_EXIT_OUTPUT = 4,   /* could not write the output */
+	DMR_EXIT_USAGE = 64,
+};
+
+struct dmr_cli {
+	const char *prog;
+	const char *root;
+	const char *metadata_path;
+	const char *data_path;
+	int json;
+	int quiet;
+	int verbose;
+	char metadata_buf[4096];
+	char data_buf[4096];
+};
+
+/* Global options every command also accepts after its name. */
+#define DMR_GLOBAL_SHORTOPTS "r:qvhV"
+enum {
+	OPT_METADATA = 0x100,
+	OPT_DATA,
+	OPT_JSON,
+	OPT_CMD_BASE = 0x200, /* commands number their own long options from here */
+};
+#define DMR_GLOBAL_LONGOPTS                                        \
+	{ "root", required_argument, NULL, 'r' },                  \
+	{ "metadata", required_argument, NULL, OPT_METADATA },     \
+	{ "data", required_argument, NULL, OPT_DATA },             \
+	{ "json", no_argument, NULL, OPT_JSON },                   \
+	{ "quiet", no_argument, NULL, 'q' },                       \
+	{ "verbose", no_argument, NULL, 'v' },                     \
+	{ "help", no_argument, NULL, 'h' },                        \
+	{ "version", no_argument, NULL, 'V' }
+
+/* Handles a global option returned by getopt_long. Returns 1 if it was
+ * one, 0 if not; exits for -h/-V (printing usage via usage_fn). */
+int dmr_cli_global_opt(struct dmr_cli *cli, int c, const char *arg, void (*usage_fn)(FILE *));
+
+/* Prints "dmrescue: msg" on stderr. */
+void dmr_cli_error(const struct dmr_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints a usage error and the "try --help" line; returns DMR_EXIT_USAGE. */
+int dmr_cli_usage_error(const struct dmr_cli *cli, const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Maps a library error to an exit code and prints it. */
+int dmr_cli_fail(const struct dmr_cli *cli, const struct dmr_err *err);
+
+/* The metadata file: --metadata, or ROOT/devicemapper/devicemapper/metadata. */
+const char *dmr_cli_metadata_path(struct dmr_cli *cli);
+
+/* Opens the pool read-only, printing any error; NULL on failure with
+ * *exit_code set. */
+struct tm_pool *dmr_cli_open_pool(struct dmr_cli *cli, int *exit_code);
+
+/* Flushes stdout and turns a write error into DMR_EXIT_OUTPUT. */
+int dmr_cli_finish_stdout(const struct dmr_cli *cli, int code);
+
+/* Damage reporting shared by the commands: one line on stderr per damaged
+ * range, and a count so the command can exit with DMR_EXIT_DAMAGE. */
+struct dmr_damage_log {
+	const struct dmr_cli *cli;
+	const char *path;
+	unsigned long count;
+};
+void dmr_damage_tree(void *log, const char *tree, const struct tm_damage *d);
+/* For mapping trees: dev_id names the device whose virtual blocks are lost. */
+void dmr_damage_device(struct dmr_damage_log *log, uint64_t dev_id, const struct tm_damage *d);
+void dmr_damage_note(struct dmr_damage_log *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int cmd_dump(struct dmr_cli *cli, int argc, char **argv);
+int cmd_ls(struct dmr_cli *cli, int argc, char **argv);
+
+#endif

@@ -1,0 +1,333 @@
+/* dmrescue ls: thin devices with their mapped, exclusive and shared space. */
+#include "config.h"
+#include "cli.h"
+#include "thinmeta/datamap.h"
+#include "util/fmt.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LS_SCHEMA "dmrescue.ls/1"
+
+enum field {
+	F_DEV, F_MAPPED_BLOCKS, F_EXCLUSIVE_BLOCKS, F_SHARED_BLOCKS,
+	F_MAPPED_SECTORS, F_EXCLUSIVE_SECTORS, F_SHARED_SECTORS,
+	F_MAPPED_BYTES, F_EXCLUSIVE_BYTES, F_SHARED_BYTES,
+	F_MAPPED, F_EXCLUSIVE, F_SHARED,
+	F_TRANSACTION, F_CREATE_TIME, F_SNAP_TIME,
+	F_HIGHEST_MAPPED, F_HIGHEST_MAPPED_BYTES,
+	F_COUNT
+};
+
+static const char *const field_names[F_COUNT] = {
+	"DEV", "MAPPED_BLOCKS", "EXCLUSIVE_BLOCKS", "SHARED_BLOCKS",
+	"MAPPED_SECTORS", "EXCLUSIVE_SECTORS", "SHARED_SECTORS",
+	"MAPPED_BYTES", "EXCLUSIVE_BYTES", "SHARED_BYTES",
+	"MAPPED", "EXCLUSIVE", "SHARED",
+	"TRANSACTION", "CREATE_TIME", "SNAP_TIME",
+	"HIGHEST_MAPPED", "HIGHEST_MAPPED_BYTES",
+};
+
+#define DEFAULT_FIELDS "DEV,MAPPED,EXCLUSIVE,SHARED,CREATE_TIME,SNAP_TIME"
+
+static void ls_usage(FILE *out)
+{
+	fputs("Usage:\n"
+	      " dmrescue ls [options]\n"
+	      "\n"
+	      "List the pool's thin devices with the space each one maps. A data block\n"
+	      "mapped by exactly one device is exclusive to it: removing that device\n"
+	      "frees it.\n"
+	      "\n"
+	      "Options:\n"
+	      " -o, --output FIELDS   comma-separated columns (default " DEFAULT_FIELDS ")\n"
+	      "     --no-headers      no header line\n"
+	      " -m, --metadata-snap   list the devices of the held metadata snapshot\n"
+	      "     --json            one JSON document (schema " LS_SCHEMA ")\n"
+	      "\n"
+	      "Fields:\n", out);
+	for (int i = 0; i < F_COUNT; i++)
+		fprintf(out, "%s%s", i % 4 == 0 ? " " : " ", field_names[i]);
+	fputs("\n\nGlobal options (-r, --metadata, -q, -v) work here too; see dmrescue --help.\n", out);
+}
+
+struct dev_stats {
+	uint64_t mapped;
+	uint64_t exclusive;
+	uint64_t highest; /* highest mapped virtual block + 1; 0 = none */
+};
+
+struct ls_walk {
+	struct dev_stats *st;
+	const size_t *dev_of_root;
+	const struct tm_devlist *devs;
+	struct tm_datamap map;
+	struct dmr_damage_log *log;
+};
+
+static int ls_run(void *ctx, size_t root, const struct tm_run *r)
+{
+	struct ls_walk *w = ctx;
+	size_t d = w->dev_of_root[root];
+	struct dev_stats *s = &w->st[d];
+	s->mapped += r->len;
+	if (r->vbegin + r->len > s->highest)
+		s->highest = r->vbegin + r->len;
+	return tm_datamap_add(&w->map, r->dbegin, r->len, (uint32_t)d);
+}
+
+static void ls_damage(void *ctx, size_t root, const struct tm_damage *d)
+{
+	struct ls_walk *w = ctx;
+	dmr_damage_device(w->log, w->devs->dev[w->dev_of_root[root]].dev_id, d);
+}
+
+static void ls_exclusive(void *ctx, uint32_t dev, uint64_t b, uint64_t len)
+{
+	struct ls_walk *w = ctx;
+	w->st[dev].exclusive += len;
+}
+
+static int parse_fields(const char *spec, enum field *out, size_t *n)
+{
+	char *copy = strdup(spec), *save = NULL;
+	if (!copy)
+		return -1;
+	*n = 0;
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		int found = -1;
+		for (int i = 0; i < F_COUNT; i++)
+			if (strcasecmp(tok, field_names[i]) == 0)
+				found = i;
+		if (found < 0 || *n >= 64) {
+			free(copy);
+			return found < 0 ? -2 : -3;
+		}
+		out[(*n)++] = (enum field)found;
+	}
+	free(copy);
+	return *n ? 0 : -2;
+}
+
+static void field_value(enum field f, const struct tm_device *d, const struct dev_stats *s,
+			uint64_t bsect, char *buf)
+{
+	uint64_t shared = s->mapped - s->exclusive;
+	uint64_t v = 0;
+	switch (f) {
+	case F_DEV: v = d->dev_id; break;
+	case F_MAPPED_BLOCKS: v = s->mapped; break;
+	case F_EXCLUSIVE_BLOCKS: v = s->exclusive; break;
+	case F_SHARED_BLOCKS: v = shared; break;
+	case F_MAPPED_SECTORS: v = s->mapped * bsect; break;
+	case F_EXCLUSIVE_SECTORS: v = s->exclusive * bsect; break;
+	case F_SHARED_SECTORS: v = shared * bsect; break;
+	case F_MAPPED_BYTES: v = s->mapped * bsect * 512; break;
+	case F_EXCLUSIVE_BYTES: v = s->exclusive * bsect * 512; break;
+	case F_SHARED_BYTES: v = shared * bsect * 512; break;
+	case F_MAPPED: fmt_disk_unit(s->mapped * bsect * 512, buf); return;
+	case F_EXCLUSIVE: fmt_disk_unit(s->exclusive * bsect * 512, buf); return;
+	case F_SHARED: fmt_disk_unit(shared * bsect * 512, buf); return;
+	case F_TRANSACTION: v = d->transaction_id; break;
+	case F_CREATE_TIME: v = d->creation_time; break;
+	case F_SNAP_TIME: v = d->snapshotted_time; break;
+	case F_HIGHEST_MAPPED:
+		if (!s->highest) {
+			strcpy(buf, "-");
+			return;
+		}
+		v = s->highest - 1;
+		break;
+	case F_HIGHEST_MAPPED_BYTES: v = s->highest * bsect * 512; break;
+	case F_COUNT: break;
+	}
+	buf[fmt_u64(buf, v)] = '\0';
+}
+
+static void print_table(const struct tm_devlist *devs, const struct dev_stats *st, uint64_t bsect,
+			const enum field *fields, size_t nf, int headers)
+{
+	size_t width[64] = { 0 };
+	char buf[32];
+	for (size_t j = 0; j < nf; j++)
+		width[j] = headers ? strlen(field_names[fields[j]]) : 1;
+	for (size_t i = 0; i < devs->n; i++)
+		for (size_t j = 0; j < nf; j++) {
+			field_value(fields[j], &devs->dev[i], &st[i], bsect, buf);
+			if (strlen(buf) > width[j])
+				width[j] = strlen(buf);
+		}
+	if (headers)
+		for (size_t j = 0; j < nf; j++)
+			printf("%*s%s", (int)width[j], field_names[fields[j]], j + 1 < nf ? " " : "\n");
+	for (size_t i = 0; i < devs->n; i++)
+		for (size_t j = 0; j < nf; j++) {
+			field_value(fields[j], &devs->dev[i], &st[i], bsect, buf);
+			printf("%*s%s", (int)width[j], buf, j + 1 < nf ? " " : "\n");
+		}
+}
+
+static void json_u64(struct json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+}
+
+static int print_json(const char *path, const struct tm_superblock *sb, uint64_t nr_data_blocks,
+		      const struct tm_devlist *devs, const struct dev_stats *st, unsigned long damage)
+{
+	uint64_t bbytes = (uint64_t)sb->data_block_size * 512;
+	struct json_object *root = json_object_new_object();
+	json_object_object_add(root, "schema", json_object_new_string(LS_SCHEMA));
+	json_object_object_add(root, "metadata", json_object_new_string(path));
+	struct json_object *pool = json_object_new_object();
+	json_u64(pool, "transaction", sb->trans_id);
+	json_u64(pool, "time", sb->time);
+	json_u64(pool, "data_block_size_bytes", bbytes);
+	json_u64(pool, "nr_data_blocks", nr_data_blocks);
+	json_object_object_add(pool, "needs_check", json_object_new_boolean(sb->flags & 1));
+	json_object_object_add(pool, "metadata_snapshot",
+			       sb->location ? json_object_new_int64((int64_t)sb->location) : NULL);
+	json_object_object_add(root, "pool", pool);
+	struct json_object *arr = json_object_new_array();
+	for (size_t i = 0; i < devs->n; i++) {
+		const struct tm_device *d = &devs->dev[i];
+		const struct dev_stats *s = &st[i];
+		struct json_object *o = json_object_new_object();
+		json_u64(o, "dev", d->dev_id);
+		json_u64(o, "mapped_blocks", s->mapped);
+		json_u64(o, "exclusive_blocks", s->exclusive);
+		json_u64(o, "shared_blocks", s->mapped - s->exclusive);
+		json_u64(o, "mapped_bytes", s->mapped * bbytes);
+		json_u64(o, "exclusive_bytes", s->exclusive * bbytes);
+		json_u64(o, "shared_bytes", (s->mapped - s->exclusive) * bbytes);
+		json_object_object_add(o, "highest_mapped",
+				       s->highest ? json_object_new_int64((int64_t)(s->highest - 1)) : NULL);
+		if (d->in_details) {
+			json_u64(o, "transaction", d->transaction_id);
+			json_u64(o, "create_time", d->creation_time);
+			json_u64(o, "snap_time", d->snapshotted_time);
+			json_u64(o, "details_mapped_blocks", d->mapped_blocks);
+		}
+		json_object_object_add(o, "has_details", json_object_new_boolean(d->in_details));
+		json_object_object_add(o, "has_mappings", json_object_new_boolean(d->in_mapping));
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(root, "devices", arr);
+	json_u64(root, "damaged_ranges", damage);
+	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
+	fputc('\n', stdout);
+	json_object_put(root);
+	return 0;
+}
+
+int cmd_ls(struct dmr_cli *cli, int argc, char **argv)
+{
+	enum { OPT_NO_HEADERS = OPT_CMD_BASE };
+	static const struct option longopts[] = {
+		DMR_GLOBAL_LONGOPTS,
+		{ "output", required_argument, NULL, 'o' },
+		{ "format", required_argument, NULL, 'o' },
+		{ "no-headers", no_argument, NULL, OPT_NO_HEADERS },
+		{ "metadata-snap", no_argument, NULL, 'm' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum field fields[64];
+	size_t nf = 0;
+	const char *spec = DEFAULT_FIELDS;
+	int headers = 1, use_snap = 0, c, rc = DMR_EXIT_OK;
+
+	while ((c = getopt_long(argc, argv, DMR_GLOBAL_SHORTOPTS "o:m", longopts, NULL)) != -1) {
+		if (dmr_cli_global_opt(cli, c, optarg, ls_usage))
+			continue;
+		switch (c) {
+		case 'o':
+			spec = optarg;
+			break;
+		case OPT_NO_HEADERS:
+			headers = 0;
+			break;
+		case 'm':
+			use_snap = 1;
+			break;
+		default:
+			return dmr_cli_usage_error(cli, "ls", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return dmr_cli_usage_error(cli, "ls", "unexpected argument '%s'", argv[optind]);
+	int fr = parse_fields(spec, fields, &nf);
+	if (fr == -1) {
+		dmr_cli_error(cli, "out of memory");
+		return DMR_EXIT_INPUT;
+	}
+	if (fr < 0)
+		return dmr_cli_usage_error(cli, "ls", fr == -3 ? "too many fields in '%s'" : "unknown field in '%s'", spec);
+
+	struct tm_pool *p = dmr_cli_open_pool(cli, &rc);
+	if (!p)
+		return rc;
+	struct dmr_err err = { 0 };
+	struct dmr_damage_log log = { .cli = cli, .path = p->path };
+	struct tm_superblock snap, *sb = &p->sb;
+	struct tm_devlist devs = { 0 };
+	struct ls_walk w = { .log = &log, .devs = &devs };
+	uint64_t *roots = NULL;
+	size_t *dev_of_root = NULL, nroots = 0;
+	if (use_snap) {
+		if (tm_pool_read_snapshot(p, 0, &snap, &err)) {
+			rc = dmr_cli_fail(cli, &err);
+			goto out;
+		}
+		sb = &snap;
+	}
+	if (tm_devices_read(p, sb, &devs, dmr_damage_tree, &log, &err)) {
+		rc = dmr_cli_fail(cli, &err);
+		goto out;
+	}
+	uint64_t nr_data_blocks = p->sb.data_sm.nr_blocks;
+	w.st = calloc(devs.n + 1, sizeof(*w.st));
+	roots = malloc((devs.n + 1) * sizeof(*roots));
+	dev_of_root = malloc((devs.n + 1) * sizeof(*dev_of_root));
+	if (!w.st || !roots || !dev_of_root || tm_datamap_init(&w.map, nr_data_blocks)) {
+		dmr_cli_error(cli, "%s: out of memory", p->path);
+		rc = DMR_EXIT_INPUT;
+		goto out;
+	}
+	for (size_t i = 0; i < devs.n; i++) {
+		const struct tm_device *d = &devs.dev[i];
+		if (!d->in_details)
+			dmr_damage_note(&log, "device %llu has a mapping tree but no details",
+					(unsigned long long)d->dev_id);
+		if (!d->in_mapping) {
+			dmr_damage_note(&log, "device %llu has details but no mapping tree",
+					(unsigned long long)d->dev_id);
+			continue;
+		}
+		roots[nroots] = d->mapping_root;
+		dev_of_root[nroots++] = i;
+	}
+	w.dev_of_root = dev_of_root;
+	struct tm_mapping_visitor mv = { .unordered = 1, .run = ls_run, .damage = ls_damage, .ctx = &w };
+	if (tm_mappings_walk(p, roots, nroots, nr_data_blocks, &mv, &err)) {
+		rc = dmr_cli_fail(cli, &err);
+		goto out;
+	}
+	tm_datamap_exclusive_runs(&w.map, ls_exclusive, &w);
+
+	if (cli->json)
+		print_json(p->path, sb, nr_data_blocks, &devs, w.st, log.count);
+	else
+		print_table(&devs, w.st, sb->data_block_size, fields, nf, headers);
+	rc = dmr_cli_finish_stdout(cli, log.count ? DMR_EXIT_DAMAGE : DMR_EXIT_OK);
+out:
+	tm_datamap_free(&w.map);
+	free(w.st);
+	free(roots);
+	free(dev_of_root);
+	tm_devlist_free(&devs);
+	tm_pool_close(p);
+	return rc;
+}

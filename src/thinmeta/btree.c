@@ -1,0 +1,254 @@
+#include "config.h"
+#include "thinmeta/btree.h"
+#include "thinmeta/blocksrc.h"
+#include "thinmeta/crc32c.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Nodes read per batch: bounds memory (2 MiB) whatever the tree size. */
+#define WALK_CHUNK 512u
+
+int tm_node_check(const void *buf, uint64_t block, uint32_t leaf_value_size,
+		  struct tm_node *out, char *why, size_t whylen)
+{
+	struct tm_disk_node_header h;
+	memcpy(&h, buf, sizeof(h));
+	uint32_t flags = le32toh(h.flags);
+	uint64_t blocknr = le64toh(h.blocknr);
+	uint32_t nr = le32toh(h.nr_entries);
+	uint32_t max = le32toh(h.max_entries);
+	uint32_t vs = le32toh(h.value_size);
+
+	if (!tm_block_csum_ok(buf, TM_SALT_BTREE_NODE)) {
+		snprintf(why, whylen, "bad checksum in btree node");
+		return DMR_ECORRUPT;
+	}
+	if (blocknr != block) {
+		snprintf(why, whylen, "btree node says it is block %llu", (unsigned long long)blocknr);
+		return DMR_ECORRUPT;
+	}
+	if (flags != TM_NODE_INTERNAL && flags != TM_NODE_LEAF) {
+		snprintf(why, whylen, "btree node flags 0x%x are neither internal nor leaf", flags);
+		return DMR_ECORRUPT;
+	}
+	uint32_t want_vs = flags == TM_NODE_INTERNAL ? 8u : leaf_value_size;
+	if (vs != want_vs) {
+		snprintf(why, whylen, "%s node value size %u, expected %u",
+			 flags == TM_NODE_INTERNAL ? "internal" : "leaf", vs, want_vs);
+		return DMR_ECORRUPT;
+	}
+	if (max != tm_node_max_entries(vs)) {
+		snprintf(why, whylen, "btree node max_entries %u, expected %u for value size %u",
+			 max, tm_node_max_entries(vs), vs);
+		return DMR_ECORRUPT;
+	}
+	if (nr > max) {
+		snprintf(why, whylen, "btree node has %u entries, more than its max %u", nr, max);
+		return DMR_ECORRUPT;
+	}
+	if (flags == TM_NODE_INTERNAL && nr == 0) {
+		snprintf(why, whylen, "internal btree node has no entries");
+		return DMR_ECORRUPT;
+	}
+	const unsigned char *keys = (const unsigned char *)buf + sizeof(h);
+	for (uint32_t i = 1; i < nr; i++) {
+		uint64_t a = tm_le64(keys + 8u * (i - 1)), b = tm_le64(keys + 8u * i);
+		if (a >= b) {
+			snprintf(why, whylen, "btree node keys out of order at entry %u (%llu then %llu)",
+				 i, (unsigned long long)a, (unsigned long long)b);
+			return DMR_ECORRUPT;
+		}
+	}
+	out->block = block;
+	out->flags = flags;
+	out->nr_entries = nr;
+	out->max_entries = max;
+	out->value_size = vs;
+	out->keys = keys;
+	out->values = keys + 8u * max;
+	return 0;
+}
+
+struct walk_entry {
+	uint64_t block;
+	uint64_t lo, hi; /* key range allowed by the parents; hi exclusive, UINT64_MAX = open */
+	size_t root;
+};
+
+struct level {
+	struct walk_entry *e;
+	size_t n, cap;
+};
+
+static int level_push(struct level *l, struct walk_entry we)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct walk_entry *e = realloc(l->e, cap * sizeof(*e));
+		if (!e)
+			return -1;
+		l->e = e;
+		l->cap = cap;
+	}
+	l->e[l->n++] = we;
+	return 0;
+}
+
+static int cmp_entry_block(const void *a, const void *b)
+{
+	const struct walk_entry *x = a, *y = b;
+	return x->block < y->block ? -1 : x->block > y->block;
+}
+
+static void report(const struct tm_btree_visitor *v, const struct walk_entry *we, int depth,
+		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void report(const struct tm_btree_visitor *v, const struct walk_entry *we, int depth,
+		   const char *fmt, ...)
+{
+	if (!v->damage)
+		return;
+	struct tm_damage d = {
+		.root_index = we->root, .lo = we->lo, .hi = we->hi, .block = we->block, .depth = depth,
+	};
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(d.reason, sizeof(d.reason), fmt, ap);
+	va_end(ap);
+	v->damage(v->ctx, &d);
+}
+
+struct walk {
+	const struct tm_btree_visitor *v;
+	signed char *leaf_depth; /* per root: depth of its first valid leaf, -1 before */
+	struct level next;
+};
+
+/* Validates one read node and dispatches it. Returns <0 to stop. */
+static int visit(struct walk *w, const struct walk_entry *we, const void *buf, int status, int depth,
+		 uint64_t limit)
+{
+	const struct tm_btree_visitor *v = w->v;
+	struct tm_node n;
+	char why[200];
+	if (status == DMR_ECORRUPT) {
+		report(v, we, depth, "block %llu is beyond the end of the metadata (%llu blocks)",
+		       (unsigned long long)we->block, (unsigned long long)limit);
+		return 0;
+	}
+	if (status) {
+		report(v, we, depth, "read error");
+		return 0;
+	}
+	if (tm_node_check(buf, we->block, v->value_size, &n, why, sizeof(why))) {
+		report(v, we, depth, "%s", why);
+		return 0;
+	}
+	if (n.nr_entries > 0) {
+		uint64_t first = tm_node_key(&n, 0), last = tm_node_key(&n, n.nr_entries - 1);
+		if (first < we->lo || (we->hi != UINT64_MAX && last >= we->hi)) {
+			report(v, we, depth, "btree node keys %llu..%llu outside the range %llu..%llu its parent gives",
+			       (unsigned long long)first, (unsigned long long)last,
+			       (unsigned long long)we->lo, (unsigned long long)we->hi);
+			return 0;
+		}
+	}
+	int is_leaf = n.flags == TM_NODE_LEAF;
+	/* All leaves of a btree sit at one depth. */
+	int ld = w->leaf_depth[we->root];
+	if (ld >= 0 && (is_leaf ? depth != ld : depth >= ld)) {
+		report(v, we, depth, "unbalanced btree: %s node at depth %d, leaves are at depth %d",
+		       is_leaf ? "leaf" : "internal", depth, ld);
+		return 0;
+	}
+	if (v->node)
+		v->node(v->ctx, we->root, &n, depth);
+	if (is_leaf) {
+		w->leaf_depth[we->root] = (signed char)depth;
+		return v->leaf ? v->leaf(v->ctx, we->root, &n, we->lo, we->hi) : 0;
+	}
+	if (depth + 1 >= TM_BTREE_MAX_DEPTH) {
+		report(v, we, depth, "btree deeper than %d levels: a cycle?", TM_BTREE_MAX_DEPTH);
+		return 0;
+	}
+	for (uint32_t i = 0; i < n.nr_entries; i++) {
+		struct walk_entry c = {
+			.block = tm_node_value64(&n, i),
+			.lo = tm_node_key(&n, i),
+			.hi = i + 1 < n.nr_entries ? tm_node_key(&n, i + 1) : we->hi,
+			.root = we->root,
+		};
+		if (c.block == we->block) {
+			report(v, &c, depth + 1, "btree node %llu points at itself", (unsigned long long)c.block);
+			continue;
+		}
+		if (c.block == 0) {
+			report(v, &c, depth + 1, "btree node %llu points at the superblock", (unsigned long long)we->block);
+			continue;
+		}
+		if (level_push(&w->next, c))
+			return DMR_ENOMEM;
+	}
+	return 0;
+}
+
+int tm_btree_walk(struct tm_blocksrc *bs, uint64_t limit, const uint64_t *roots, size_t nroots,
+		  const struct tm_btree_visitor *v, struct dmr_err *err)
+{
+	struct level cur = { 0 };
+	struct walk w = { .v = v, .leaf_depth = malloc(nroots ? nroots : 1) };
+	void *bufs = tm_block_alloc(WALK_CHUNK);
+	uint64_t *blocks = malloc(WALK_CHUNK * sizeof(*blocks));
+	int *status = malloc(WALK_CHUNK * sizeof(*status));
+	int r = 0;
+	if (!bufs || !blocks || !status || !w.leaf_depth) {
+		r = dmr_err_set(err, DMR_ENOMEM, "%s: out of memory walking btrees", tm_blocksrc_path(bs));
+		goto out;
+	}
+	memset(w.leaf_depth, -1, nroots);
+	for (size_t i = 0; i < nroots; i++) {
+		if (level_push(&cur, (struct walk_entry){ .block = roots[i], .lo = 0, .hi = UINT64_MAX, .root = i })) {
+			r = dmr_err_set(err, DMR_ENOMEM, "%s: out of memory walking btrees", tm_blocksrc_path(bs));
+			goto out;
+		}
+	}
+	for (int depth = 0; cur.n > 0; depth++) {
+		if (v->unordered)
+			qsort(cur.e, cur.n, sizeof(*cur.e), cmp_entry_block);
+		for (size_t off = 0; off < cur.n; off += WALK_CHUNK) {
+			size_t cnt = cur.n - off < WALK_CHUNK ? cur.n - off : WALK_CHUNK;
+			for (size_t i = 0; i < cnt; i++) {
+				uint64_t b = cur.e[off + i].block;
+				/* Out-of-range blocks are reported by visit(), not read. */
+				blocks[i] = b < limit ? b : UINT64_MAX;
+			}
+			r = tm_blocksrc_read_many(bs, blocks, cnt, bufs, status, err);
+			if (r)
+				goto out;
+			for (size_t i = 0; i < cnt; i++) {
+				r = visit(&w, &cur.e[off + i], (char *)bufs + i * TM_BLOCK_SIZE,
+					  blocks[i] == UINT64_MAX ? DMR_ECORRUPT : status[i], depth, limit);
+				if (r) {
+					if (r == DMR_ENOMEM)
+						dmr_err_set(err, r, "%s: out of memory walking btrees", tm_blocksrc_path(bs));
+					goto out;
+				}
+			}
+		}
+		struct level t = cur;
+		cur = w.next;
+		w.next = t;
+		w.next.n = 0;
+	}
+out:
+	free(cur.e);
+	free(w.next.e);
+	free(w.leaf_depth);
+	free(bufs);
+	free(blocks);
+	free(status);
+	return r;
+}

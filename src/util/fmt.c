@@ -1,0 +1,41 @@
+#include "util/fmt.h"
+
+#include <stdio.h>
+#include <string.h>
+
+size_t fmt_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		p[i] = tmp[n - 1 - i];
+	return n;
+}
+
+size_t fmt_str(char *p, const char *s)
+{
+	size_t n = strlen(s);
+	memcpy(p, s, n);
+	return n;
+}
+
+const char *fmt_disk_unit(uint64_t n, char *buf)
+{
+	static const char *const ext[] = { "", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	unsigned i = 0;
+	while (n > 1024ull * 1024ull) {
+		n /= 1024ull;
+		i++;
+	}
+	if (n > 8ull * 1024ull) {
+		/* round half away from zero, as the reference does with round() */
+		n = (n + 512ull) / 1024ull;
+		i++;
+	}
+	snprintf(buf, 32, "%llu%s", (unsigned long long)n, ext[i]);
+	return buf;
+}

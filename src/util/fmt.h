@@ -1,0 +1,19 @@
+/* Small formatting helpers for hot output paths. */
+#ifndef DMR_UTIL_FMT_H
+#define DMR_UTIL_FMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Writes v in decimal at p (no NUL); returns the number of characters. */
+size_t fmt_u64(char *p, uint64_t v);
+
+/* Appends the string s at p (no NUL); returns its length. */
+size_t fmt_str(char *p, const char *s);
+
+/* Human size as thin_ls prints it: bytes, then KiB.. while above 1 MiB of
+ * the unit, rounding to the next unit above 8 of it ("6400KiB", "38MiB").
+ * buf must hold 32 bytes. */
+const char *fmt_disk_unit(uint64_t bytes, char *buf);
+
+#endif
