@@ -110,7 +110,12 @@ dmr_configure() {
 		dmr_say "configuring ${dir#"$DMR_SRCDIR"/}${want:+ with $want}"
 	fi
 	# The relative path keeps the build dir relocatable with the tree.
-	(cd "$dir" && "$(dmr_relpath_to_src "$dir")/configure" "$@")
+	if [ "${DMR_QUIET_CONFIGURE:-no}" = yes ]; then
+		(cd "$dir" && "$(dmr_relpath_to_src "$dir")/configure" "$@" >/dev/null) ||
+			dmr_die "configure failed; see ${dir#"$DMR_SRCDIR"/}/config.log"
+	else
+		(cd "$dir" && "$(dmr_relpath_to_src "$dir")/configure" "$@")
+	fi
 }
 
 # Prints the relative path from directory $1 (inside the tree) to the top.
@@ -122,6 +127,8 @@ dmr_relpath_to_src() {
 	done
 	printf '%s\n' "$up"
 }
+
+# Set DMR_QUIET_CONFIGURE=yes to keep configure's progress off stdout.
 
 # Number of make jobs: two by default (the CI machine has two cores).
 DMR_JOBS=${DMR_JOBS:-2}
