@@ -1,0 +1,32 @@
+/* Shared includes and small helpers of the cmocka unit tests. */
+#ifndef DMR_TESTS_UNIT_UNIT_H
+#define DMR_TESTS_UNIT_UNIT_H
+
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* Fails the test unless needle occurs in haystack. */
+#define assert_contains(haystack, needle) do { \
+		const char *h_ = (haystack), *n_ = (needle); \
+		if (!strstr(h_, n_)) \
+			fail_msg("\"%s\" does not contain \"%s\"", h_, n_); \
+	} while (0)
+
+/* splitmix64, for reproducible pseudo-random test data. */
+static inline uint64_t unit_rand(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+#endif
