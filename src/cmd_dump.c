@@ -26,9 +26,16 @@ static void dump_usage(FILE *out)
 	      "Global options (-r, --metadata, -q, -v) work here too; see dmrescue --help.\n", out);
 }
 
+/* Devices are written in order; each one's mappings come from one walk of
+ * all the wanted trees (aligned: leaf reads batched across devices). */
 struct dump_out {
 	FILE *f;
-	uint64_t dev_id;
+	const struct tm_devlist *devs;
+	const size_t *dev_of_root; /* walked root -> device index */
+	size_t next_dev;           /* first device not yet opened */
+	int open;                  /* a <device> element is open */
+	const uint64_t *ids;
+	size_t nids;
 	struct dmr_damage_log *log;
 };
 
@@ -49,9 +56,47 @@ static void put_xml_text(FILE *f, const uint8_t *s, size_t max)
 	}
 }
 
-static int emit_run(void *ctx, size_t dev_index, const struct tm_run *r)
+static int wanted(uint64_t id, const uint64_t *ids, size_t n)
+{
+	if (n == 0)
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return 1;
+	return 0;
+}
+
+/* Closes the open device and writes every wanted device before dev (and
+ * dev itself, opened, when dev < n). */
+static void advance_to(struct dump_out *o, size_t dev)
+{
+	FILE *f = o->f;
+	for (;;) {
+		if (o->open) {
+			fputs("  </device>\n", f);
+			o->open = 0;
+		}
+		if (o->next_dev > dev || o->next_dev >= o->devs->n)
+			return;
+		size_t i = o->next_dev++;
+		const struct tm_device *d = &o->devs->dev[i];
+		if (!d->in_details || !wanted(d->dev_id, o->ids, o->nids))
+			continue;
+		fprintf(f, "  <device dev_id=\"%llu\" mapped_blocks=\"%llu\" transaction=\"%llu\" creation_time=\"%u\" snap_time=\"%u\">\n",
+			(unsigned long long)d->dev_id, (unsigned long long)d->mapped_blocks,
+			(unsigned long long)d->transaction_id, d->creation_time, d->snapshotted_time);
+		o->open = 1;
+		if (i == dev)
+			return;
+	}
+}
+
+static int emit_run(void *ctx, size_t root, const struct tm_run *r)
 {
 	struct dump_out *o = ctx;
+	size_t dev = o->dev_of_root[root];
+	if (!o->open || o->next_dev != dev + 1)
+		advance_to(o, dev);
 	char line[192];
 	size_t n;
 	if (r->len == 1) {
@@ -74,20 +119,10 @@ static int emit_run(void *ctx, size_t dev_index, const struct tm_run *r)
 	return 0;
 }
 
-static void map_damage(void *ctx, size_t dev_index, const struct tm_damage *d)
+static void map_damage(void *ctx, size_t root, const struct tm_damage *d)
 {
 	struct dump_out *o = ctx;
-	dmr_damage_device(o->log, o->dev_id, d);
-}
-
-static int wanted(uint64_t id, const uint64_t *ids, size_t n)
-{
-	if (n == 0)
-		return 1;
-	for (size_t i = 0; i < n; i++)
-		if (ids[i] == id)
-			return 1;
-	return 0;
+	dmr_damage_device(o->log, o->devs->dev[o->dev_of_root[root]].dev_id, d);
 }
 
 int cmd_dump(struct dmr_cli *cli, int argc, char **argv)
@@ -165,6 +200,8 @@ int cmd_dump(struct dmr_cli *cli, int argc, char **argv)
 	struct dmr_damage_log log = { .cli = cli, .path = p->path };
 	struct tm_superblock snap, *sb = &p->sb;
 	struct tm_devlist devs = { 0 };
+	uint64_t *roots = NULL;
+	size_t *dev_of_root = NULL, nroots = 0;
 	if (use_snap) {
 		if (tm_pool_read_snapshot(p, snap_block, &snap, &err)) {
 			rc = dmr_cli_fail(cli, &err);
@@ -186,33 +223,36 @@ int cmd_dump(struct dmr_cli *cli, int argc, char **argv)
 		sb->time, (unsigned long long)sb->trans_id, sb->flags, sb->version, sb->data_block_size,
 		(unsigned long long)sb->data_sm.nr_blocks);
 
-	struct dump_out o = { .f = f, .log = &log };
-	struct tm_mapping_visitor mv = { .run = emit_run, .damage = map_damage, .ctx = &o };
+	roots = malloc((devs.n + 1) * sizeof(*roots));
+	dev_of_root = malloc((devs.n + 1) * sizeof(*dev_of_root));
+	if (!roots || !dev_of_root) {
+		dmr_cli_error(cli, "%s: out of memory", p->path);
+		rc = DMR_EXIT_INPUT;
+		goto out;
+	}
 	for (size_t i = 0; i < devs.n; i++) {
 		const struct tm_device *d = &devs.dev[i];
 		if (!wanted(d->dev_id, ids, nids))
 			continue;
-		if (!d->in_details) {
+		if (!d->in_details)
 			dmr_damage_note(&log, "device %llu has a mapping tree but no details: left out",
 					(unsigned long long)d->dev_id);
-			continue;
-		}
-		fprintf(f, "  <device dev_id=\"%llu\" mapped_blocks=\"%llu\" transaction=\"%llu\" creation_time=\"%u\" snap_time=\"%u\">\n",
-			(unsigned long long)d->dev_id, (unsigned long long)d->mapped_blocks,
-			(unsigned long long)d->transaction_id, d->creation_time, d->snapshotted_time);
-		if (!d->in_mapping) {
+		else if (!d->in_mapping)
 			dmr_damage_note(&log, "device %llu has details but no mapping tree", (unsigned long long)d->dev_id);
-		} else if (!skip_mappings) {
-			o.dev_id = d->dev_id;
-			/* A snapshot's superblock has no space maps: bound its
-			 * mappings by the live pool's size. */
-			if (tm_mappings_walk(p, &d->mapping_root, 1, p->sb.data_sm.nr_blocks, &mv, &err)) {
-				rc = dmr_cli_fail(cli, &err);
-				goto out;
-			}
+		else if (!skip_mappings) {
+			roots[nroots] = d->mapping_root;
+			dev_of_root[nroots++] = i;
 		}
-		fputs("  </device>\n", f);
 	}
+	struct dump_out o = { .f = f, .devs = &devs, .dev_of_root = dev_of_root, .ids = ids, .nids = nids, .log = &log };
+	struct tm_mapping_visitor mv = { .aligned = 1, .run = emit_run, .damage = map_damage, .ctx = &o };
+	/* A snapshot's superblock has no space maps: bound its mappings by
+	 * the live pool's size. */
+	if (tm_mappings_walk(p, roots, nroots, p->sb.data_sm.nr_blocks, &mv, &err)) {
+		rc = dmr_cli_fail(cli, &err);
+		goto out;
+	}
+	advance_to(&o, devs.n);
 	fputs("</superblock>\n", f);
 	rc = log.count ? DMR_EXIT_DAMAGE : DMR_EXIT_OK;
 	for (size_t i = 0; i < nids; i++)
@@ -225,6 +265,8 @@ int cmd_dump(struct dmr_cli *cli, int argc, char **argv)
 out:
 	tm_devlist_free(&devs);
 	tm_pool_close(p);
+	free(roots);
+	free(dev_of_root);
 	free(ids);
 	return rc;
 }

@@ -66,7 +66,17 @@ static int drop_direct(struct tm_blocksrc *bs)
 int tm_blocksrc_open(struct tm_blocksrc **out, const char *path, unsigned flags, struct dmr_err *err)
 {
 	const char *env = getenv("DMRESCUE_IO");
+	int force_aio = env && strcmp(env, "aio") == 0;
 	if (env && strcmp(env, "pread") == 0)
+		flags |= TM_BS_NO_DIRECT | TM_BS_NO_AIO;
+
+	/* A block device is read with O_DIRECT: dm-thin writes its metadata
+	 * device beneath the block device's page cache, so cached pages can be
+	 * stale. A regular file (loop-lvm) is coherent through the page cache,
+	 * which also makes repeated runs fast; DMRESCUE_IO=aio forces the
+	 * O_DIRECT engine there too. */
+	struct stat pst;
+	if (!force_aio && stat(path, &pst) == 0 && S_ISREG(pst.st_mode))
 		flags |= TM_BS_NO_DIRECT | TM_BS_NO_AIO;
 
 	struct tm_blocksrc *bs = calloc(1, sizeof(*bs));
@@ -306,6 +316,13 @@ int tm_blocksrc_read_many(struct tm_blocksrc *bs, const uint64_t *blocks, size_t
 	if (bs->use_aio && nruns > 1) {
 		read_runs_aio(bs, runs, nruns, iov, slot, status);
 	} else {
+#ifdef HAVE_POSIX_FADVISE
+		/* Let the kernel fetch every run at once, then copy them in order. */
+		if (nruns > 1 && !bs->direct)
+			for (size_t r = 0; r < nruns; r++)
+				posix_fadvise(bs->fd, (off_t)(runs[r].first * TM_BLOCK_SIZE),
+					      (off_t)runs[r].count * TM_BLOCK_SIZE, POSIX_FADV_WILLNEED);
+#endif
 		for (size_t r = 0; r < nruns; r++)
 			if (read_full(bs, &iov[runs[r].iov0], (int)runs[r].count, runs[r].first * TM_BLOCK_SIZE))
 				read_run_singly(bs, &runs[r], iov, slot, status);

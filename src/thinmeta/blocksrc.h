@@ -1,7 +1,9 @@
 /* A source of 4 KiB metadata blocks: a regular file or a block device.
- * Batched reads go out in ascending block order, adjacent blocks coalesced,
- * through libaio with O_DIRECT where that works and plain pread where it
- * does not (tmpfs, ENOSYS, EINVAL): decided at run time, never fatal. */
+ * Batched reads go out in ascending block order, adjacent blocks coalesced.
+ * Block devices are read through libaio with O_DIRECT where that works and
+ * plain pread where it does not (ENOSYS, EINVAL, tmpfs): decided at run
+ * time, never fatal. Regular files are read through the page cache (see
+ * tm_blocksrc_open). */
 #ifndef DMR_THINMETA_BLOCKSRC_H
 #define DMR_THINMETA_BLOCKSRC_H
 
@@ -17,8 +19,9 @@ enum {
 	TM_BS_NO_AIO = 2,    /* never use libaio */
 };
 
-/* Opens PATH read-only. flags: TM_BS_*; the environment variable
- * DMRESCUE_IO=pread forces the plain engine (for tests and benchmarks). */
+/* Opens PATH read-only. flags: TM_BS_*. The environment variable
+ * DMRESCUE_IO=pread forces the plain engine, DMRESCUE_IO=aio the
+ * libaio+O_DIRECT one also for regular files (tests and benchmarks). */
 int tm_blocksrc_open(struct tm_blocksrc **out, const char *path, unsigned flags, struct dmr_err *err);
 void tm_blocksrc_close(struct tm_blocksrc *bs);
 

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Nodes read per batch: bounds memory (2 MiB) whatever the tree size. */
-#define WALK_CHUNK 512u
+/* Nodes read per batch: bounds memory (4 MiB) whatever the tree size. */
+#define WALK_CHUNK 1024u
 
 int tm_node_check(const void *buf, uint64_t block, uint32_t leaf_value_size,
 		  struct tm_node *out, char *why, size_t whylen)
@@ -76,6 +76,7 @@ struct walk_entry {
 	uint64_t block;
 	uint64_t lo, hi; /* key range allowed by the parents; hi exclusive, UINT64_MAX = open */
 	size_t root;
+	int depth; /* within its own tree, 0 = root */
 };
 
 struct level {
@@ -128,9 +129,9 @@ struct walk {
 };
 
 /* Validates one read node and dispatches it. Returns <0 to stop. */
-static int visit(struct walk *w, const struct walk_entry *we, const void *buf, int status, int depth,
-		 uint64_t limit)
+static int visit(struct walk *w, const struct walk_entry *we, const void *buf, int status, uint64_t limit)
 {
+	int depth = we->depth;
 	const struct tm_btree_visitor *v = w->v;
 	struct tm_node n;
 	char why[200];
@@ -180,6 +181,7 @@ static int visit(struct walk *w, const struct walk_entry *we, const void *buf, i
 			.lo = tm_node_key(&n, i),
 			.hi = i + 1 < n.nr_entries ? tm_node_key(&n, i + 1) : we->hi,
 			.root = we->root,
+			.depth = depth + 1,
 		};
 		if (c.block == we->block) {
 			report(v, &c, depth + 1, "btree node %llu points at itself", (unsigned long long)c.block);
@@ -195,58 +197,150 @@ static int visit(struct walk *w, const struct walk_entry *we, const void *buf, i
 	return 0;
 }
 
+/* Reads the blocks of entries e[0..n) in chunks and calls fn on each with
+ * its buffer and read status. */
+static int read_level(struct tm_blocksrc *bs, uint64_t limit, const struct walk_entry *e, size_t n,
+		      void *bufs, uint64_t *blocks, int *status,
+		      int (*fn)(void *ctx, const struct walk_entry *we, const void *buf, int status),
+		      void *ctx, struct dmr_err *err)
+{
+	for (size_t off = 0; off < n; off += WALK_CHUNK) {
+		size_t cnt = n - off < WALK_CHUNK ? n - off : WALK_CHUNK;
+		for (size_t i = 0; i < cnt; i++) {
+			uint64_t b = e[off + i].block;
+			/* Out-of-range blocks are reported, not read. */
+			blocks[i] = b < limit ? b : UINT64_MAX;
+		}
+		int r = tm_blocksrc_read_many(bs, blocks, cnt, bufs, status, err);
+		if (r)
+			return r;
+		for (size_t i = 0; i < cnt; i++) {
+			r = fn(ctx, &e[off + i], (char *)bufs + i * TM_BLOCK_SIZE,
+			       blocks[i] == UINT64_MAX ? DMR_ECORRUPT : status[i]);
+			if (r)
+				return r;
+		}
+	}
+	return 0;
+}
+
+struct walk_level_ctx {
+	struct walk *w;
+	uint64_t limit;
+};
+
+static int visit_cb(void *vctx, const struct walk_entry *we, const void *buf, int status)
+{
+	struct walk_level_ctx *c = vctx;
+	return visit(c->w, we, buf, status, c->limit);
+}
+
+/* Depth probe: follows each tree's leftmost path to find its depth. */
+struct probe_ctx {
+	uint32_t value_size;
+	signed char *depth;
+	struct level *next;
+};
+
+static int probe_cb(void *vctx, const struct walk_entry *we, const void *buf, int status)
+{
+	struct probe_ctx *c = vctx;
+	struct tm_node n;
+	char why[200];
+	c->depth[we->root] = (signed char)we->depth;
+	if (status || tm_node_check(buf, we->block, c->value_size, &n, why, sizeof(why)) ||
+	    n.flags == TM_NODE_LEAF || we->depth + 1 >= TM_BTREE_MAX_DEPTH)
+		return 0;
+	struct walk_entry child = { .block = tm_node_value64(&n, 0), .root = we->root, .depth = we->depth + 1 };
+	return level_push(c->next, child) ? DMR_ENOMEM : 0;
+}
+
 int tm_btree_walk(struct tm_blocksrc *bs, uint64_t limit, const uint64_t *roots, size_t nroots,
 		  const struct tm_btree_visitor *v, struct dmr_err *err)
 {
-	struct level cur = { 0 };
+	struct level cur = { 0 }, merged = { 0 };
 	struct walk w = { .v = v, .leaf_depth = malloc(nroots ? nroots : 1) };
+	signed char *start = calloc(nroots ? nroots : 1, 1);
 	void *bufs = tm_block_alloc(WALK_CHUNK);
 	uint64_t *blocks = malloc(WALK_CHUNK * sizeof(*blocks));
 	int *status = malloc(WALK_CHUNK * sizeof(*status));
-	int r = 0;
-	if (!bufs || !blocks || !status || !w.leaf_depth) {
-		r = dmr_err_set(err, DMR_ENOMEM, "%s: out of memory walking btrees", tm_blocksrc_path(bs));
+	int r = 0, last_start = 0;
+	if (!bufs || !blocks || !status || !w.leaf_depth || !start) {
+		r = DMR_ENOMEM;
 		goto out;
 	}
 	memset(w.leaf_depth, -1, nroots);
-	for (size_t i = 0; i < nroots; i++) {
-		if (level_push(&cur, (struct walk_entry){ .block = roots[i], .lo = 0, .hi = UINT64_MAX, .root = i })) {
-			r = dmr_err_set(err, DMR_ENOMEM, "%s: out of memory walking btrees", tm_blocksrc_path(bs));
-			goto out;
-		}
-	}
-	for (int depth = 0; cur.n > 0; depth++) {
-		if (v->unordered)
-			qsort(cur.e, cur.n, sizeof(*cur.e), cmp_entry_block);
-		for (size_t off = 0; off < cur.n; off += WALK_CHUNK) {
-			size_t cnt = cur.n - off < WALK_CHUNK ? cur.n - off : WALK_CHUNK;
-			for (size_t i = 0; i < cnt; i++) {
-				uint64_t b = cur.e[off + i].block;
-				/* Out-of-range blocks are reported by visit(), not read. */
-				blocks[i] = b < limit ? b : UINT64_MAX;
+
+	if (v->aligned && !v->unordered && nroots > 1) {
+		/* Start shallow trees late so every tree reaches its leaves at
+		 * the same level: the leaf level then comes in root order,
+		 * read in large batches across trees. */
+		struct probe_ctx pc = { .value_size = v->value_size, .depth = start, .next = &w.next };
+		for (size_t i = 0; i < nroots; i++)
+			if (level_push(&cur, (struct walk_entry){ .block = roots[i], .root = i })) {
+				r = DMR_ENOMEM;
+				goto out;
 			}
-			r = tm_blocksrc_read_many(bs, blocks, cnt, bufs, status, err);
+		while (cur.n > 0) {
+			r = read_level(bs, limit, cur.e, cur.n, bufs, blocks, status, probe_cb, &pc, err);
 			if (r)
 				goto out;
-			for (size_t i = 0; i < cnt; i++) {
-				r = visit(&w, &cur.e[off + i], (char *)bufs + i * TM_BLOCK_SIZE,
-					  blocks[i] == UINT64_MAX ? DMR_ECORRUPT : status[i], depth, limit);
-				if (r) {
-					if (r == DMR_ENOMEM)
-						dmr_err_set(err, r, "%s: out of memory walking btrees", tm_blocksrc_path(bs));
+			struct level t = cur;
+			cur = w.next;
+			w.next = t;
+			w.next.n = 0;
+		}
+		for (size_t i = 0; i < nroots; i++)
+			if (start[i] > last_start)
+				last_start = start[i];
+		for (size_t i = 0; i < nroots; i++)
+			start[i] = (signed char)(last_start - start[i]);
+	}
+
+	struct walk_level_ctx lc = { .w = &w, .limit = limit };
+	for (int level = 0; cur.n > 0 || level <= last_start; level++) {
+		/* Merge the roots that start at this level, keeping root order. */
+		merged.n = 0;
+		size_t j = 0;
+		for (size_t i = 0; i < nroots; i++) {
+			if (start[i] != level)
+				continue;
+			while (j < cur.n && cur.e[j].root < i)
+				if (level_push(&merged, cur.e[j++])) {
+					r = DMR_ENOMEM;
 					goto out;
 				}
+			if (level_push(&merged, (struct walk_entry){ .block = roots[i], .hi = UINT64_MAX, .root = i })) {
+				r = DMR_ENOMEM;
+				goto out;
 			}
 		}
+		while (j < cur.n)
+			if (level_push(&merged, cur.e[j++])) {
+				r = DMR_ENOMEM;
+				goto out;
+			}
 		struct level t = cur;
+		cur = merged;
+		merged = t;
+		if (v->unordered)
+			qsort(cur.e, cur.n, sizeof(*cur.e), cmp_entry_block);
+		r = read_level(bs, limit, cur.e, cur.n, bufs, blocks, status, visit_cb, &lc, err);
+		if (r)
+			goto out;
+		t = cur;
 		cur = w.next;
 		w.next = t;
 		w.next.n = 0;
 	}
 out:
+	if (r == DMR_ENOMEM)
+		dmr_err_set(err, r, "%s: out of memory walking btrees", tm_blocksrc_path(bs));
 	free(cur.e);
+	free(merged.e);
 	free(w.next.e);
 	free(w.leaf_depth);
+	free(start);
 	free(bufs);
 	free(blocks);
 	free(status);

@@ -65,6 +65,10 @@ struct tm_btree_visitor {
 	/* Leaves of each root come in ascending key order unless unordered is
 	 * set, in which case each whole level is read in block order. */
 	int unordered;
+	/* Ordered walks of several roots: probe each tree's depth first and
+	 * start shallow trees later, so all leaves come at one final level in
+	 * root order and are read in large batches across trees. */
+	int aligned;
 	/* Called for every valid leaf; [lo, hi) is its key range from the
 	 * parents. A negative return stops the walk and is returned. */
 	int (*leaf)(void *ctx, size_t root_index, const struct tm_node *leaf, uint64_t lo, uint64_t hi);

@@ -274,6 +274,7 @@ int tm_mappings_walk(struct tm_pool *p, const uint64_t *roots, size_t n, uint64_
 	struct tm_btree_visitor bv = {
 		.value_size = 8,
 		.unordered = v->unordered,
+		.aligned = v->aligned,
 		.leaf = map_leaf,
 		.node = v->node ? map_node : NULL,
 		.damage = map_damage,

@@ -70,6 +70,8 @@ struct tm_mapping_visitor {
 	/* In ordered walks, runs of each device come in ascending virtual
 	 * order, coalesced across leaves; devices one after the other. */
 	int unordered;
+	/* Ordered walks: batch the leaf reads across devices (see btree.h). */
+	int aligned;
 	int (*run)(void *ctx, size_t dev_index, const struct tm_run *run);
 	/* Optional: every valid bottom-level node (for sharing analysis). */
 	void (*node)(void *ctx, size_t dev_index, const struct tm_node *node, int depth);

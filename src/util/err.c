@@ -20,13 +20,13 @@ int dmr_err_prefix(struct dmr_err *err, const char *fmt, ...)
 {
 	if (!err)
 		return DMR_EIO;
-	char prefix[256];
-	char old[sizeof(err->msg)];
+	char prefix[128];
+	char old[sizeof(err->msg) - sizeof(prefix) - 2];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
-	memcpy(old, err->msg, sizeof(old));
+	snprintf(old, sizeof(old), "%s", err->msg);
 	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
 	return err->code;
 }
