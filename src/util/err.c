@@ -20,14 +20,24 @@ int dmr_err_prefix(struct dmr_err *err, const char *fmt, ...)
 {
 	if (!err)
 		return DMR_EIO;
-	char prefix[128];
-	char old[sizeof(err->msg) - sizeof(prefix) - 2];
+	char msg[sizeof(err->msg)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(old, sizeof(old), "%s", err->msg);
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	if (n < 0)
+		n = 0;
+	size_t used = (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1;
+	/* "prefix: old message", cut to fit */
+	snprintf(msg + used, sizeof(msg) - used, ": ");
+	used = strlen(msg);
+	size_t room = sizeof(msg) - used - 1;
+	size_t old = strnlen(err->msg, sizeof(err->msg));
+	if (old > room)
+		old = room;
+	memcpy(msg + used, err->msg, old);
+	msg[used + old] = '\0';
+	memcpy(err->msg, msg, sizeof(msg));
 	return err->code;
 }
 
