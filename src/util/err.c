@@ -1,3 +1,4 @@
+#include "config.h"
 #include "util/err.h"
 
 #include <stdarg.h>

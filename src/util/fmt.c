@@ -1,3 +1,4 @@
+#include "config.h"
 #include "util/fmt.h"
 
 #include <stdio.h>
