@@ -29,7 +29,7 @@ struct dmr_cli {
 };
 
 /* Global options every command also accepts after its name. */
-#define DMR_GLOBAL_SHORTOPTS "r:qvhV"
+#define DMR_GLOBAL_SHORTOPTS ":r:qvhV"
 enum {
 	OPT_METADATA = 0x100,
 	OPT_DATA,
@@ -56,6 +56,11 @@ void dmr_cli_error(const struct dmr_cli *cli, const char *fmt, ...) __attribute_
 /* Prints a usage error and the "try --help" line; returns DMR_EXIT_USAGE. */
 int dmr_cli_usage_error(const struct dmr_cli *cli, const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* For getopt's ':' (missing argument) and '?' (unknown option): prints
+ * the usage error and returns DMR_EXIT_USAGE. Option strings start with
+ * ':' so the two can be told apart. */
+int dmr_cli_bad_option(const struct dmr_cli *cli, const char *cmd, int c, char **argv);
 
 /* Maps a library error to an exit code and prints it. */
 int dmr_cli_fail(const struct dmr_cli *cli, const struct dmr_err *err);

@@ -179,7 +179,7 @@ int cmd_dump(struct dmr_cli *cli, int argc, char **argv)
 			break;
 		default:
 			free(ids);
-			return dmr_cli_usage_error(cli, "dump", "unknown option");
+			return dmr_cli_bad_option(cli, "dump", c, argv);
 		}
 	}
 	if (optind < argc) {

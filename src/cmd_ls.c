@@ -91,7 +91,8 @@ static void ls_exclusive(void *ctx, uint32_t dev, uint64_t b, uint64_t len)
 	w->st[dev].exclusive += len;
 }
 
-static int parse_fields(const char *spec, enum field *out, size_t *n)
+/* Parses FIELDS; on an unknown name copies it into bad. */
+static int parse_fields(const char *spec, enum field *out, size_t *n, char *bad, size_t badlen)
 {
 	char *copy = strdup(spec), *save = NULL;
 	if (!copy)
@@ -103,6 +104,7 @@ static int parse_fields(const char *spec, enum field *out, size_t *n)
 			if (strcasecmp(tok, field_names[i]) == 0)
 				found = i;
 		if (found < 0 || *n >= 64) {
+			snprintf(bad, badlen, "%s", tok);
 			free(copy);
 			return found < 0 ? -2 : -3;
 		}
@@ -253,18 +255,21 @@ int cmd_ls(struct dmr_cli *cli, int argc, char **argv)
 			use_snap = 1;
 			break;
 		default:
-			return dmr_cli_usage_error(cli, "ls", "unknown option");
+			return dmr_cli_bad_option(cli, "ls", c, argv);
 		}
 	}
 	if (optind < argc)
 		return dmr_cli_usage_error(cli, "ls", "unexpected argument '%s'", argv[optind]);
-	int fr = parse_fields(spec, fields, &nf);
+	char bad[64] = "";
+	int fr = parse_fields(spec, fields, &nf, bad, sizeof(bad));
 	if (fr == -1) {
 		dmr_cli_error(cli, "out of memory");
 		return DMR_EXIT_INPUT;
 	}
 	if (fr < 0)
-		return dmr_cli_usage_error(cli, "ls", fr == -3 ? "too many fields in '%s'" : "unknown field in '%s'", spec);
+		return fr == -3 ? dmr_cli_usage_error(cli, "ls", "too many fields in '%s'", spec)
+		       : bad[0] ? dmr_cli_usage_error(cli, "ls", "unknown field '%s'", bad)
+				: dmr_cli_usage_error(cli, "ls", "no fields in '%s'", spec);
 
 	struct tm_pool *p = dmr_cli_open_pool(cli, &rc);
 	if (!p)

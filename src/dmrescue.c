@@ -69,6 +69,15 @@ int dmr_cli_usage_error(const struct dmr_cli *cli, const char *cmd, const char *
 	return DMR_EXIT_USAGE;
 }
 
+int dmr_cli_bad_option(const struct dmr_cli *cli, const char *cmd, int c, char **argv)
+{
+	char shortopt[3] = { '-', (char)optopt, '\0' };
+	const char *opt = optopt ? shortopt : argv[optind - 1];
+	if (c == ':')
+		return dmr_cli_usage_error(cli, cmd, "option '%s' needs an argument", opt);
+	return dmr_cli_usage_error(cli, cmd, "unknown option '%s'", opt);
+}
+
 int dmr_cli_fail(const struct dmr_cli *cli, const struct dmr_err *err)
 {
 	dmr_cli_error(cli, "%s", err->msg);
@@ -150,9 +159,10 @@ int main(int argc, char **argv)
 	struct dmr_cli cli = { .prog = "dmrescue", .root = "/var/lib/docker" };
 	static const struct option longopts[] = { DMR_GLOBAL_LONGOPTS, { NULL, 0, NULL, 0 } };
 	int c;
+	opterr = 0; /* we print one line of our own */
 	while ((c = getopt_long(argc, argv, "+" DMR_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
 		if (!dmr_cli_global_opt(&cli, c, optarg, usage))
-			return dmr_cli_usage_error(&cli, NULL, "unknown option");
+			return dmr_cli_bad_option(&cli, NULL, c, argv);
 	}
 	if (optind >= argc)
 		return dmr_cli_usage_error(&cli, NULL, "no command given");

@@ -56,6 +56,10 @@ static int validate_common(const void *block, uint64_t location, const char *pat
 {
 	const char *what = location ? "metadata snapshot superblock" : "superblock";
 	unsigned long long loc = (unsigned long long)location;
+	static const unsigned char zero[512];
+	if (memcmp(block, zero, sizeof(zero)) == 0)
+		return BAD("%s: block %llu: %s is all zeroes: an unformatted pool, or not thin-pool metadata",
+			   path, loc, what);
 	if (sb->magic != TM_SUPERBLOCK_MAGIC)
 		return BAD("%s: block %llu: bad magic in %s (0x%llx, expected 0x%llx): not thin-pool metadata",
 			   path, loc, what, (unsigned long long)sb->magic, TM_SUPERBLOCK_MAGIC);
