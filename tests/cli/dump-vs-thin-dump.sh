@@ -11,6 +11,12 @@ for f in $(fixtures); do
 	run dmr --metadata "$m" dump
 	if [ "$RC" = 0 ] && cmp -s "$WORK/ref.xml" "$WORK/out"; then ok "$f: dump identical"; else
 		fail "$f: dump differs (rc $RC)"; diff "$WORK/ref.xml" "$WORK/out" | head -20; cat "$WORK/err"; fi
+	# The same through each read engine.
+	for engine in aio pread; do
+		DMRESCUE_IO=$engine dmr --metadata "$m" dump >"$WORK/eng.xml" 2>"$WORK/err"
+		if cmp -s "$WORK/ref.xml" "$WORK/eng.xml"; then ok "$f: dump identical with DMRESCUE_IO=$engine"; else
+			fail "$f: dump differs with DMRESCUE_IO=$engine"; cat "$WORK/err"; fi
+	done
 	thin_dump --skip-mappings "$m" >"$WORK/ref.xml" 2>/dev/null
 	run dmr --metadata "$m" dump --skip-mappings
 	if [ "$RC" = 0 ] && cmp -s "$WORK/ref.xml" "$WORK/out"; then ok "$f: --skip-mappings identical"; else
@@ -39,5 +45,14 @@ if [ -f "$m" ]; then
 		fail "metasnap: --metadata-snap=$held differs (rc $RC)"; fi
 else
 	fail "no metasnap fixture"
+fi
+# O_DIRECT refused or unsupported (tmpfs on older kernels): falls back, not fails.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+	shm=$(mktemp /dev/shm/dmr-XXXXXX)
+	cp "$FIXDIR/bigdev.meta" "$shm"
+	thin_dump "$shm" >"$WORK/ref.xml"
+	DMRESCUE_IO=aio dmr -v --metadata "$shm" dump >"$WORK/out" 2>"$WORK/err"
+	if cmp -s "$WORK/ref.xml" "$WORK/out"; then ok "tmpfs: dump identical ($(sed -n 's/.*read with //p' "$WORK/err"))"; else fail "tmpfs: dump differs"; cat "$WORK/err"; fi
+	rm -f "$shm"
 fi
 finish
