@@ -25,7 +25,7 @@
 #include "thinmeta/ondisk.h"
 
 #define BLD_MAX_BITMAPS 8
-#define BLD_MAX_DEVS 16
+#define BLD_MAX_DEVS 256
 
 struct bld_map {
 	uint64_t vblock;

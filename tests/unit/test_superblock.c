@@ -413,7 +413,7 @@ static void test_all_zero(void **state)
 	struct tm_superblock sb;
 	struct dmr_err err;
 	int r = tm_superblock_validate(blk, 32, PATH, &sb, &err);
-	assert_err(r, DMR_ECORRUPT, &err, "block 0", "magic");
+	assert_err(r, DMR_ECORRUPT, &err, "block 0", NULL);
 }
 
 /* Metadata snapshot copy. */
