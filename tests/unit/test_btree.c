@@ -212,6 +212,7 @@ struct rec {
 	struct tm_damage *dmg;
 	size_t nd, capd;
 	size_t nodes;
+	size_t nodes_at[TM_BTREE_MAX_DEPTH]; /* valid nodes by depth in their tree */
 	size_t stop_after; /* 0 = never */
 	uint64_t *keys;    /* every leaf key delivered, in order */
 	size_t nk, capk;
@@ -252,6 +253,8 @@ static void rec_node(void *ctx, size_t root, const struct tm_node *node, int dep
 {
 	struct rec *r = ctx;
 	r->nodes++;
+	assert_true(depth >= 0 && depth < TM_BTREE_MAX_DEPTH);
+	r->nodes_at[depth]++;
 }
 
 static void rec_damage(void *ctx, const struct tm_damage *d)
@@ -269,8 +272,9 @@ static void rec_free(struct rec *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* Writes the image to a temp file and walks it. */
-static int walk_limit(struct bld *b, uint64_t limit, const uint64_t *roots, size_t n, uint32_t vs, int unordered,
+/* Writes the image to a temp file and walks it. mode: 0 ordered,
+ * 1 unordered, 2 ordered and aligned. */
+static int walk_limit(struct bld *b, uint64_t limit, const uint64_t *roots, size_t n, uint32_t vs, int mode,
 		      struct rec *r)
 {
 	char path[4096];
@@ -282,7 +286,7 @@ static int walk_limit(struct bld *b, uint64_t limit, const uint64_t *roots, size
 	if (rc)
 		fail_msg("open: %s", err.msg);
 	struct tm_btree_visitor v = {
-		.value_size = vs, .unordered = unordered,
+		.value_size = vs, .unordered = mode == 1, .aligned = mode == 2,
 		.leaf = rec_leaf, .node = rec_node, .damage = rec_damage, .ctx = r,
 	};
 	rc = tm_btree_walk(bs, limit, roots, n, &v, &err);
@@ -290,9 +294,9 @@ static int walk_limit(struct bld *b, uint64_t limit, const uint64_t *roots, size
 	return rc;
 }
 
-static void walk(struct bld *b, const uint64_t *roots, size_t n, int unordered, struct rec *r)
+static void walk(struct bld *b, const uint64_t *roots, size_t n, int mode, struct rec *r)
 {
-	assert_int_equal(walk_limit(b, b->nr_blocks, roots, n, 8, unordered, r), 0);
+	assert_int_equal(walk_limit(b, b->nr_blocks, roots, n, 8, mode, r), 0);
 }
 
 static uint64_t leaf_at(struct bld *b, uint64_t first, uint32_t nr)
@@ -772,9 +776,10 @@ static void test_walk_multiple_roots(void **state)
 	uint64_t t2 = leaf_at(&b, 5, 3);                /* a lone leaf */
 	uint64_t t3 = bld_tree(&b, 8, 10, k1, v1, 5);   /* 2 leaves */
 	uint64_t roots[4] = { t1, t2, t3, t2 };
-	for (int unordered = 0; unordered <= 1; unordered++) {
+	for (int mode = 0; mode <= 2; mode++) {
+		int unordered = mode == 1;
 		struct rec r = { 0 };
-		walk(&b, roots, 4, unordered, &r);
+		walk(&b, roots, 4, mode, &r);
 		assert_int_equal(r.nd, 0);
 		size_t per[4] = { 0 };
 		uint64_t last[4] = { 0 };
@@ -801,6 +806,111 @@ static void test_walk_multiple_roots(void **state)
 	assert_int_equal(r.nl, 0);
 	assert_int_equal(r.nd, 0);
 	rec_free(&r);
+	bld_free(&b);
+}
+
+/* Each root's leaves come together, in ascending key order, and (aligned)
+ * the roots one after the other in root order. */
+static void check_grouped(const struct rec *r, int root_order)
+{
+	for (size_t i = 1; i < r->nl; i++) {
+		const struct leafrec *a = &r->leaf[i - 1], *b = &r->leaf[i];
+		if (a->root == b->root) {
+			if (a->nr && b->nr)
+				assert_true(b->first > a->last);
+			continue;
+		}
+		if (root_order)
+			assert_true(b->root > a->root);
+		for (size_t k = 0; k < i; k++)
+			if (r->leaf[k].root == b->root)
+				fail_msg("root %zu's leaves are not together (leaf %zu)", b->root, i);
+	}
+}
+
+static void test_walk_aligned(void **state)
+{
+	(void)state;
+	struct bld b;
+	bld_init(&b, 2048, 1);
+	/* Trees of depth 2, 0, 1, 2 and 1: aligned walks deliver every leaf at
+	 * the last level, in root order. */
+	enum { N0 = 600, N2 = 40, N3 = 300, N4 = 5 };
+	static uint64_t k[N0], v[N0];
+	for (size_t i = 0; i < N0; i++) {
+		k[i] = 10 * i;
+		v[i] = htole64(i);
+	}
+	uint64_t roots[5];
+	roots[0] = bld_tree(&b, 8, N0, k, v, 2);  /* 300 leaves: depth 2 */
+	roots[1] = leaf_at(&b, 7, 3);             /* depth 0 */
+	roots[2] = bld_tree(&b, 8, N2, k, v, 10); /* 4 leaves: depth 1 */
+	roots[3] = bld_tree(&b, 8, N3, k, v, 1);  /* 300 leaves: depth 2 */
+	roots[4] = bld_tree(&b, 8, N4, k, v, 1);  /* 5 leaves: depth 1 */
+	size_t want_leaves = 300 + 1 + 4 + 300 + 5;
+
+	struct rec plain = { 0 }, al = { 0 }, un = { 0 };
+	walk(&b, roots, 5, 0, &plain);
+	walk(&b, roots, 5, 2, &al);
+	walk(&b, roots, 5, 1, &un);
+	assert_int_equal(plain.nd, 0);
+	assert_int_equal(al.nd, 0);
+	assert_int_equal(un.nd, 0);
+	assert_int_equal(plain.nl, want_leaves);
+	assert_int_equal(al.nl, want_leaves);
+	assert_int_equal(un.nl, want_leaves);
+	assert_int_equal(al.nodes, plain.nodes);
+	assert_int_equal(un.nodes, plain.nodes);
+	/* Depths are within each tree, whatever level the walk read them at. */
+	for (int d = 0; d < TM_BTREE_MAX_DEPTH; d++) {
+		assert_int_equal(al.nodes_at[d], plain.nodes_at[d]);
+		assert_int_equal(un.nodes_at[d], plain.nodes_at[d]);
+	}
+	assert_int_equal(plain.nodes_at[0], 5);
+	check_grouped(&plain, 0);
+	check_grouped(&al, 1);
+	assert_int_equal(al.leaf[0].root, 0);
+	assert_int_equal(al.leaf[al.nl - 1].root, 4);
+	/* Same leaves with the same key ranges. */
+	for (size_t i = 0; i < al.nl; i++) {
+		size_t hits = 0;
+		for (size_t j = 0; j < plain.nl; j++)
+			if (plain.leaf[j].root == al.leaf[i].root && plain.leaf[j].block == al.leaf[i].block &&
+			    plain.leaf[j].lo == al.leaf[i].lo && plain.leaf[j].hi == al.leaf[i].hi)
+				hits++;
+		assert_int_equal(hits, 1);
+	}
+	rec_free(&plain);
+	rec_free(&al);
+	rec_free(&un);
+
+	/* Damage does not upset it: root 2's leftmost leaf is bad (the depth
+	 * probe stops there), root 4 is beyond the end, root 1 given twice. */
+	struct tm_node n;
+	char why[200];
+	assert_int_equal(tm_node_check(bld_block(&b, roots[2]), roots[2], 8, &n, why, sizeof(why)), 0);
+	uint64_t bad = tm_node_value64(&n, 0), bad_hi = tm_node_key(&n, 1);
+	bld_block(&b, bad)[40] ^= 1;
+	uint64_t roots2[6] = { roots[0], roots[1], roots[2], roots[3], 5000, roots[1] };
+	walk(&b, roots2, 6, 2, &al);
+	assert_int_equal(al.nd, 2);
+	expect_damage(&al, 2, 0, bad_hi, bad, 1, "checksum");
+	expect_damage(&al, 4, 0, OPEN, 5000, 0, "beyond the end");
+	assert_int_equal(al.nl, 300 + 1 + 3 + 300 + 1);
+	check_grouped(&al, 1);
+	rec_free(&al);
+
+	/* The probe itself meets a cycle (C -> D -> C): it must end too. */
+	uint64_t C = b.next, D = b.next + 1;
+	uint64_t k0[1] = { 0 }, cc[1] = { D }, cd[1] = { C };
+	assert_int_equal(internal_at(&b, 1, k0, cc), C);
+	assert_int_equal(internal_at(&b, 1, k0, cd), D);
+	uint64_t roots3[3] = { roots[1], C, roots[2] };
+	walk(&b, roots3, 3, 2, &al);
+	assert_int_equal(al.nl, 1 + 3);
+	assert_non_null(find_damage(&al, 1, 0, OPEN));
+	check_grouped(&al, 1);
+	rec_free(&al);
 	bld_free(&b);
 }
 
@@ -839,6 +949,7 @@ int main(void)
 		cmocka_unit_test(test_walk_unbalanced),
 		cmocka_unit_test(test_walk_bad_nodes_in_tree),
 		cmocka_unit_test(test_walk_multiple_roots),
+		cmocka_unit_test(test_walk_aligned),
 		cmocka_unit_test(test_walk_visitor_stop),
 	};
 	return cmocka_run_group_tests_name("btree", tests, NULL, NULL);

@@ -301,10 +301,11 @@ static void log_map_damage(void *ctx, size_t dev, const struct tm_damage *d)
 	l->dmg[l->nd++] = *d;
 }
 
-static int walk_maps(struct tm_pool *p, const uint64_t *roots, size_t n, int unordered, struct runlog *l)
+/* mode: 0 ordered, 1 unordered, 2 ordered and aligned. */
+static int walk_maps(struct tm_pool *p, const uint64_t *roots, size_t n, int mode, struct runlog *l)
 {
 	struct tm_mapping_visitor v = {
-		.unordered = unordered, .run = log_run, .node = log_node, .damage = log_map_damage, .ctx = l,
+		.unordered = mode == 1, .aligned = mode == 2, .run = log_run, .node = log_node, .damage = log_map_damage, .ctx = l,
 	};
 	struct dmr_err err;
 	return tm_mappings_walk(p, roots, n, p->sb.data_sm.nr_blocks, &v, &err);
@@ -504,6 +505,24 @@ static void test_mappings_multi_device(void **state)
 			assert_run(&l->r[i].run, &want);
 		}
 	}
+	assert_int_equal(l->nodes, 4 + 3 + 1);
+	free(l);
+
+	/* Aligned: the same runs, devices in root order. */
+	l = calloc(1, sizeof(*l));
+	assert_non_null(l);
+	assert_int_equal(walk_maps(p, roots, 3, 2, l), 0);
+	assert_int_equal(l->n, NR_DEV1_RUNS + 2);
+	for (size_t i = 0; i < NR_DEV1_RUNS; i++) {
+		assert_int_equal(l->r[i].dev, 0);
+		assert_run(&l->r[i].run, &dev1_runs[i]);
+	}
+	static const struct tm_run r6 = { 405, 1, 2, 3 }, r9 = { 0, 50, 2, 3 };
+	assert_int_equal(l->r[NR_DEV1_RUNS].dev, 1);
+	assert_run(&l->r[NR_DEV1_RUNS].run, &r6);
+	assert_int_equal(l->r[NR_DEV1_RUNS + 1].dev, 2);
+	assert_run(&l->r[NR_DEV1_RUNS + 1].run, &r9);
+	assert_int_equal(l->nd, 2);
 	assert_int_equal(l->nodes, 4 + 3 + 1);
 	free(l);
 
