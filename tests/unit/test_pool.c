@@ -215,6 +215,25 @@ static void test_devices(void **state)
 	}
 	tm_devlist_free(&l);
 	close_pool(p, &t);
+
+	/* A damaged top level instead: only the details tree's devices. */
+	bld_block(&b, b.details_root)[200] ^= 1;
+	bld_block(&b, b.top_root)[300] ^= 1;
+	p = open_pool(&b, &t);
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(tm_devices_read(p, &p->sb, &l, log_damage, &log, &err), 0);
+	assert_int_equal(log.n, 1);
+	assert_string_equal(log.tree[0], "mapping top level");
+	assert_int_equal(log.d[0].block, b.top_root);
+	assert_int_equal(l.n, 3);
+	for (size_t i = 0; i < l.n; i++) {
+		assert_true(l.dev[i].in_details);
+		assert_false(l.dev[i].in_mapping);
+	}
+	assert_non_null(tm_devlist_find(&l, 2));
+	assert_null(tm_devlist_find(&l, 3));
+	tm_devlist_free(&l);
+	close_pool(p, &t);
 	bld_free(&b);
 }
 

@@ -477,6 +477,61 @@ static void test_sm_missing_index(void **state)
 	bld_free(&b);
 }
 
+static void test_sm_empty_pool(void **state)
+{
+	(void)state;
+	/* A pool with no data blocks: no bitmaps, an empty index leaf. */
+	struct bld b;
+	bld_init(&b, 16, 0);
+	bld_device(&b, 1, NULL, 0, 0, 0);
+	bld_finish(&b);
+	struct tm_space_map sm;
+	struct dmg_log log;
+	assert_int_equal(load(&b, 0, &sm, &log), 0);
+	if (log.n)
+		dump_log(&log);
+	assert_int_equal(log.n, 0);
+	assert_int_equal(sm.nr_blocks, 0);
+	assert_int_equal(sm.nr_bitmaps, 0);
+	assert_int_equal(tm_sm_count(&sm, 0), 0);
+	tm_sm_free(&sm);
+	bld_free(&b);
+}
+
+static void test_sm_metadata_two_bitmaps(void **state)
+{
+	(void)state;
+	/* 16321 metadata blocks: the metadata space map needs a second
+	 * bitmap, for block 16320 alone. */
+	struct bld b;
+	bld_init(&b, TM_ENTRIES_PER_BITMAP + 1, 100);
+	assert_int_equal(b.nr_meta_bitmaps, 2);
+	bld_device(&b, 1, NULL, 0, 0, 0);
+	b.meta_count[TM_ENTRIES_PER_BITMAP - 1] = 1;
+	b.meta_count[TM_ENTRIES_PER_BITMAP] = 2;
+	bld_finish(&b);
+	struct tm_space_map sm;
+	struct dmg_log log;
+	assert_int_equal(load(&b, 1, &sm, &log), 0);
+	if (log.n)
+		dump_log(&log);
+	assert_int_equal(log.n, 0);
+	assert_int_equal(sm.nr_bitmaps, 2);
+	expect_counts(&sm, b.meta_count, b.nr_blocks);
+	assert_int_equal(tm_sm_count(&sm, TM_ENTRIES_PER_BITMAP), 2);
+	tm_sm_free(&sm);
+	/* The second bitmap damaged: only block 16320 is lost. */
+	bld_block(&b, b.meta_bitmap[1])[30] ^= 1;
+	assert_int_equal(load(&b, 1, &sm, &log), 0);
+	assert_int_equal(log.n, 1);
+	expect(&log, "metadata space map", TM_ENTRIES_PER_BITMAP, TM_ENTRIES_PER_BITMAP + 1, b.meta_bitmap[1],
+	       "checksum");
+	assert_int_equal(tm_sm_count(&sm, TM_ENTRIES_PER_BITMAP), 0);
+	assert_int_equal(tm_sm_count(&sm, TM_ENTRIES_PER_BITMAP - 1), 1);
+	tm_sm_free(&sm);
+	bld_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -489,6 +544,8 @@ int main(void)
 		cmocka_unit_test(test_sm_overflow_damage),
 		cmocka_unit_test(test_sm_bad_bitmap),
 		cmocka_unit_test(test_sm_missing_index),
+		cmocka_unit_test(test_sm_empty_pool),
+		cmocka_unit_test(test_sm_metadata_two_bitmaps),
 	};
 	return cmocka_run_group_tests_name("spacemap", tests, NULL, NULL);
 }

@@ -505,7 +505,27 @@ static void test_snapshot_bad(void **state)
 	assert_err(snap_patch(b, p_details_root, 0, &err), DMR_ECORRUPT, &err, where, NULL);
 	assert_err(snap_patch(b, p_details_root, 1000, &err), DMR_ECORRUPT, &err, where, NULL);
 	assert_err(snap_patch(b, p_held, 5, &err), DMR_ECORRUPT, &err, where, "snapshot");
+
 	assert_int_equal(snap_patch(b, p_mapping_root, 31, &err), 0);
+}
+
+static void test_snapshot_flags(void **state)
+{
+	struct bld *b = *state;
+	struct dmr_err err;
+	char where[64];
+	snprintf(where, sizeof(where), "block %llu", (unsigned long long)b->held_root);
+	/* The copy is block 0 as it was (the kernel shadows it), flags
+	 * included: NEEDS_CHECK is fine, and unknown bits are as corrupt as in
+	 * the live superblock, which tm_superblock_validate refuses. */
+	assert_int_equal(snap_patch(b, p_flags, TM_SB_FLAG_NEEDS_CHECK, &err), 0);
+	static const uint32_t bad[] = { 2, 0x80000001u };
+	for (size_t i = 0; i < 2; i++) {
+		int r = snap_patch(b, p_flags, bad[i], &err);
+		if (r != DMR_ECORRUPT)
+			fail_msg("metadata snapshot superblock with unknown flags 0x%x accepted (returned %d)", bad[i], r);
+		assert_err(r, DMR_ECORRUPT, &err, where, "flags");
+	}
 }
 
 int main(void)
@@ -527,6 +547,7 @@ int main(void)
 		cmocka_unit_test(test_all_zero),
 		cmocka_unit_test_setup_teardown(test_snapshot_valid, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_bad, setup_snap, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_flags, setup_snap, teardown),
 	};
 	return cmocka_run_group_tests_name("superblock", tests, NULL, NULL);
 }
