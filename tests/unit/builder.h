@@ -24,7 +24,7 @@
 
 #include "thinmeta/ondisk.h"
 
-#define BLD_MAX_BITMAPS 8
+#define BLD_MAX_BITMAPS 256
 #define BLD_MAX_DEVS 256
 
 struct bld_map {

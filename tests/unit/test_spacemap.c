@@ -477,6 +477,52 @@ static void test_sm_missing_index(void **state)
 	bld_free(&b);
 }
 
+static void test_sm_index_two_levels(void **state)
+{
+	(void)state;
+	/* 200 data bitmaps: more than a 168-entry index leaf holds, so the
+	 * data space map's index btree has an internal root. */
+	uint64_t nr = 200ull * TM_ENTRIES_PER_BITMAP - 5;
+	struct bld b;
+	bld_init(&b, 256, nr);
+	assert_int_equal(b.nr_data_bitmaps, 200);
+	static const struct bld_map m[] = { { 0, 0, 0 }, { 1, 170ull * 16320 + 3, 0 }, { 2, 200ull * 16320 - 6, 0 } };
+	bld_device(&b, 1, m, 3, 0, 0);
+	b.data_count[199ull * 16320] = 9;
+	bld_finish(&b);
+	struct tm_node n;
+	char why[200];
+	assert_int_equal(tm_node_check(bld_block(&b, b.data_index_root), b.data_index_root, 16, &n, why, sizeof(why)), 0);
+	assert_int_equal(n.flags, TM_NODE_INTERNAL);
+	struct tm_space_map sm;
+	struct dmg_log log;
+	assert_int_equal(load(&b, 0, &sm, &log), 0);
+	if (log.n)
+		dump_log(&log);
+	assert_int_equal(log.n, 0);
+	assert_int_equal(sm.nr_bitmaps, 200);
+	assert_int_equal(tm_sm_count(&sm, 0), 1);
+	assert_int_equal(tm_sm_count(&sm, 170ull * 16320 + 3), 1);
+	assert_int_equal(tm_sm_count(&sm, 200ull * 16320 - 6), 1);
+	assert_int_equal(tm_sm_count(&sm, 199ull * 16320), 9);
+	assert_int_equal(tm_sm_count(&sm, 170ull * 16320 + 2), 0);
+	tm_sm_free(&sm);
+	/* Lose the second index leaf (bitmaps 168..199). */
+	uint64_t leaf2 = tm_node_value64(&n, 1);
+	bld_block(&b, leaf2)[64] ^= 1;
+	assert_int_equal(load(&b, 0, &sm, &log), 0);
+	expect(&log, "data space map", 168, UINT64_MAX, leaf2, "checksum");
+	expect(&log, "data space map", 168ull * 16320, 169ull * 16320, UINT64_MAX, "no index entry");
+	expect(&log, "data space map", 199ull * 16320, nr, UINT64_MAX, "no index entry");
+	/* ... and the overflow count of 9 now sits on a block that reads 0. */
+	expect(&log, "data ref count tree", 199ull * 16320, 199ull * 16320 + 1, UINT64_MAX, "not 3");
+	assert_int_equal(log.n, 1 + 32 + 1);
+	assert_int_equal(tm_sm_count(&sm, 0), 1);
+	assert_int_equal(tm_sm_count(&sm, 170ull * 16320 + 3), 0);
+	tm_sm_free(&sm);
+	bld_free(&b);
+}
+
 static void test_sm_empty_pool(void **state)
 {
 	(void)state;
@@ -544,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_sm_overflow_damage),
 		cmocka_unit_test(test_sm_bad_bitmap),
 		cmocka_unit_test(test_sm_missing_index),
+		cmocka_unit_test(test_sm_index_two_levels),
 		cmocka_unit_test(test_sm_empty_pool),
 		cmocka_unit_test(test_sm_metadata_two_bitmaps),
 	};
