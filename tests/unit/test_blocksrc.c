@@ -295,5 +295,7 @@ int main(void)
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_block_alloc),
 	};
+	if (!unit_tmpdir_usable())
+		return UNIT_SKIP;
 	return cmocka_run_group_tests_name("blocksrc", tests, NULL, NULL);
 }

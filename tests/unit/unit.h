@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -27,6 +29,27 @@ static inline uint64_t unit_rand(uint64_t *state)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
+}
+
+/* Exit status of a test program that cannot run here (automake: skip). */
+#define UNIT_SKIP 77
+
+/* 1 when a temp file can be made in $TMPDIR (or /tmp), which the tests
+ * that read metadata from files need. */
+static inline int unit_tmpdir_usable(void)
+{
+	const char *t = getenv("TMPDIR");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/dmr-unit-probe-XXXXXX", t && *t ? t : "/tmp");
+	int fd = mkstemp(path);
+	if (fd < 0) {
+		fprintf(stderr, "cannot create a temp file in %s: skipping\n", t && *t ? t : "/tmp");
+		return 0;
+	}
+	int ok = write(fd, "x", 1) == 1;
+	close(fd);
+	unlink(path);
+	return ok;
 }
 
 #endif
