@@ -1,5 +1,6 @@
 #include "config.h"
 #include "builder.h"
+#include "unit.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -469,6 +470,7 @@ static int write_tmp(const struct bld *b, uint64_t nr_blocks, const char *dir, c
 	int fd = mkstemp(path);
 	if (fd < 0)
 		return -1;
+	unit_tmp_track(path);
 	if (write_all(fd, b->img, (size_t)nr_blocks * TM_BLOCK_SIZE) < 0 || close(fd) < 0) {
 		unlink(path);
 		return -1;

@@ -35,6 +35,7 @@ static int make_file(const char *dir, uint64_t nblocks, size_t extra, char *path
 	int fd = mkstemp(path);
 	if (fd < 0)
 		return -1;
+	unit_tmp_track(path);
 	unsigned char *blk = malloc(TM_BLOCK_SIZE);
 	assert_non_null(blk);
 	int ok = 1;
@@ -297,5 +298,5 @@ int main(void)
 	};
 	if (!unit_tmpdir_usable())
 		return UNIT_SKIP;
-	return cmocka_run_group_tests_name("blocksrc", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("blocksrc", tests, NULL, unit_tmp_cleanup);
 }

@@ -954,5 +954,5 @@ int main(void)
 	};
 	if (!unit_tmpdir_usable())
 		return UNIT_SKIP;
-	return cmocka_run_group_tests_name("btree", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("btree", tests, NULL, unit_tmp_cleanup);
 }

@@ -148,5 +148,5 @@ int main(void)
 		cmocka_unit_test(test_hw_matches_table),
 		cmocka_unit_test(test_block_csum_roundtrip),
 	};
-	return cmocka_run_group_tests_name("crc32c", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("crc32c", tests, NULL, unit_tmp_cleanup);
 }

@@ -596,5 +596,5 @@ int main(void)
 	};
 	if (!unit_tmpdir_usable())
 		return UNIT_SKIP;
-	return cmocka_run_group_tests_name("spacemap", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("spacemap", tests, NULL, unit_tmp_cleanup);
 }

@@ -549,5 +549,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_bad, setup_snap, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_flags, setup_snap, teardown),
 	};
-	return cmocka_run_group_tests_name("superblock", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("superblock", tests, NULL, unit_tmp_cleanup);
 }

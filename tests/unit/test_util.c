@@ -313,5 +313,5 @@ int main(void)
 		cmocka_unit_test(test_datamap_runs),
 		cmocka_unit_test(test_datamap_chunks),
 	};
-	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("util", tests, NULL, unit_tmp_cleanup);
 }

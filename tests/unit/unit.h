@@ -31,6 +31,12 @@ static inline uint64_t unit_rand(uint64_t *state)
 	return z ^ (z >> 31);
 }
 
+/* Temp files made by a test program: unit_tmp_track() records a path,
+ * unit_tmp_cleanup() (the group teardown) unlinks every recorded path that
+ * is still there, so a test that fails half-way leaves nothing behind. */
+void unit_tmp_track(const char *path);
+int unit_tmp_cleanup(void **state);
+
 /* Exit status of a test program that cannot run here (automake: skip). */
 #define UNIT_SKIP 77
 
