@@ -69,6 +69,8 @@ static int validate_common(const void *block, uint64_t location, const char *pat
 	if (sb->blocknr != location)
 		return BAD("%s: block %llu: %s says it is block %llu",
 			   path, loc, what, (unsigned long long)sb->blocknr);
+	if (sb->flags & ~TM_SB_FLAG_NEEDS_CHECK)
+		return BAD("%s: block %llu: unknown flags 0x%x in %s", path, loc, sb->flags, what);
 	if (sb->incompat_flags != 0)
 		return dmr_err_set(err, DMR_EUNSUPP, "%s: block %llu: %s has unknown incompatible features 0x%x",
 				   path, loc, what, sb->incompat_flags);
@@ -100,8 +102,6 @@ int tm_superblock_validate(const void *block, uint64_t file_blocks, const char *
 	int r = validate_common(block, 0, path, sb, err);
 	if (r)
 		return r;
-	if (sb->flags & ~TM_SB_FLAG_NEEDS_CHECK)
-		return BAD("%s: block 0: unknown superblock flags 0x%x", path, sb->flags);
 
 	const struct tm_sm_root *msm = &sb->metadata_sm;
 	if (msm->nr_blocks > TM_MAX_METADATA_BLOCKS)
