@@ -323,7 +323,7 @@ int tm_btree_walk(struct tm_blocksrc *bs, uint64_t limit, const uint64_t *roots,
 		struct level t = cur;
 		cur = merged;
 		merged = t;
-		if (v->unordered)
+		if (v->unordered && cur.n > 1)
 			qsort(cur.e, cur.n, sizeof(*cur.e), cmp_entry_block);
 		r = read_level(bs, limit, cur.e, cur.n, bufs, blocks, status, visit_cb, &lc, err);
 		if (r)
