@@ -13,16 +13,20 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define AIO_DEPTH 64u        /* requests in flight */
-#define MAX_RUN_BLOCKS 64u  /* blocks coalesced into one request */
+#define AIO_DEPTH 128u       /* requests in flight, over all batches */
+#define MAX_RUN_BLOCKS 64u   /* blocks coalesced into one request */
+#define MAX_GAP_BLOCKS 8u    /* unwanted blocks read to join two runs */
 
 struct tm_blocksrc {
 	char *path;
+	void *scratch; /* landing block for gap reads; its content is ignored */
 	int fd;
 	int direct;
 	uint64_t nr_blocks;
 	io_context_t aio;
-	int use_aio;
+	int have_aio; /* the context exists (destroyed at close) */
+	int use_aio;  /* submit new reads through it */
+	unsigned inflight;
 };
 
 const char *tm_blocksrc_path(const struct tm_blocksrc *bs) { return bs->path; }
@@ -47,7 +51,8 @@ void *tm_block_alloc(size_t n)
 	return p;
 }
 
-/* Falls back from O_DIRECT to the page cache for the rest of this run. */
+/* Falls back from O_DIRECT to the page cache for the rest of this run.
+ * Reads already in flight keep their own reference to the old file. */
 static int drop_direct(struct tm_blocksrc *bs)
 {
 	int fd = open(bs->path, O_RDONLY | O_CLOEXEC);
@@ -56,10 +61,7 @@ static int drop_direct(struct tm_blocksrc *bs)
 	close(bs->fd);
 	bs->fd = fd;
 	bs->direct = 0;
-	if (bs->use_aio) {
-		io_destroy(bs->aio);
-		bs->use_aio = 0;
-	}
+	bs->use_aio = 0;
 	return 0;
 }
 
@@ -120,7 +122,7 @@ int tm_blocksrc_open(struct tm_blocksrc **out, const char *path, unsigned flags,
 
 	if (bs->direct && !(flags & TM_BS_NO_AIO)) {
 		memset(&bs->aio, 0, sizeof(bs->aio));
-		bs->use_aio = io_setup(AIO_DEPTH, &bs->aio) == 0;
+		bs->have_aio = bs->use_aio = io_setup(AIO_DEPTH, &bs->aio) == 0;
 	}
 
 	/* Probe O_DIRECT with a real read: some filesystems accept the flag at
@@ -147,10 +149,11 @@ void tm_blocksrc_close(struct tm_blocksrc *bs)
 {
 	if (!bs)
 		return;
-	if (bs->use_aio)
+	if (bs->have_aio)
 		io_destroy(bs->aio);
 	if (bs->fd >= 0)
 		close(bs->fd);
+	free(bs->scratch);
 	free(bs->path);
 	free(bs);
 }
@@ -200,6 +203,22 @@ struct run {
 	uint64_t first;  /* first block */
 	uint32_t count;  /* blocks */
 	uint32_t iov0;   /* index of the first iovec */
+	struct tm_read_batch *batch;
+	struct iocb cb;
+};
+
+struct tm_read_batch {
+	struct tm_blocksrc *bs;
+	size_t cap;
+	size_t *order;     /* caller indexes sorted by block */
+	struct iovec *iov; /* one per in-range block, ascending */
+	size_t *slot;      /* iovec index -> caller index */
+	struct run *runs;
+	size_t nruns;
+	size_t next_submit; /* runs [next_submit, nruns) are not submitted yet */
+	size_t pending;     /* submitted and not reaped */
+	int *status;
+	int active;
 };
 
 static int cmp_idx_by_block(const void *a, const void *b, void *arg)
@@ -209,61 +228,193 @@ static int cmp_idx_by_block(const void *a, const void *b, void *arg)
 	return x < y ? -1 : x > y;
 }
 
-/* Reads one run block by block after a failed batch, so one bad sector
+/* Reads one run block by block after a failed request, so one bad sector
  * costs only its own block. */
-static void read_run_singly(struct tm_blocksrc *bs, const struct run *rn, struct iovec *iov,
-			    const size_t *order, int *status)
+static void read_run_singly(struct tm_read_batch *b, const struct run *rn)
 {
 	for (uint32_t k = 0; k < rn->count; k++) {
-		int r = read_full(bs, &iov[rn->iov0 + k], 1, (rn->first + k) * TM_BLOCK_SIZE);
-		status[order[rn->iov0 + k]] = r ? DMR_EIO : 0;
+		size_t caller = b->slot[rn->iov0 + k];
+		if (caller == SIZE_MAX)
+			continue; /* a gap block nobody asked for */
+		int r = read_full(b->bs, &b->iov[rn->iov0 + k], 1, (rn->first + k) * TM_BLOCK_SIZE);
+		b->status[caller] = r ? DMR_EIO : 0;
 	}
 }
 
-static void read_runs_aio(struct tm_blocksrc *bs, struct run *runs, size_t nruns,
-			  struct iovec *iov, const size_t *order, int *status)
+static void read_run(struct tm_read_batch *b, const struct run *rn)
 {
-	struct iocb cbs[AIO_DEPTH];
-	struct iocb *cbp[AIO_DEPTH];
-	struct io_event ev[AIO_DEPTH];
-	size_t next = 0;
-	while (next < nruns) {
-		unsigned batch = 0;
-		while (batch < AIO_DEPTH && next + batch < nruns) {
-			struct run *rn = &runs[next + batch];
-			io_prep_preadv(&cbs[batch], bs->fd, &iov[rn->iov0], (int)rn->count,
+	if (read_full(b->bs, &b->iov[rn->iov0], (int)rn->count, rn->first * TM_BLOCK_SIZE))
+		read_run_singly(b, rn);
+}
+
+struct tm_read_batch *tm_read_batch_new(struct tm_blocksrc *bs)
+{
+	struct tm_read_batch *b = calloc(1, sizeof(*b));
+	if (b)
+		b->bs = bs;
+	return b;
+}
+
+void tm_read_batch_free(struct tm_read_batch *b)
+{
+	if (!b)
+		return;
+	if (b->active) {
+		struct dmr_err err;
+		tm_read_batch_finish(b, &err);
+	}
+	free(b->order);
+	free(b->iov);
+	free(b->slot);
+	free(b->runs);
+	free(b);
+}
+
+static int batch_reserve(struct tm_read_batch *b, size_t n)
+{
+	if (n <= b->cap)
+		return 0;
+	size_t *order = realloc(b->order, n * sizeof(*order));
+	if (order)
+		b->order = order;
+	struct iovec *iov = realloc(b->iov, 2 * n * sizeof(*iov));
+	if (iov)
+		b->iov = iov;
+	size_t *slot = realloc(b->slot, 2 * n * sizeof(*slot));
+	if (slot)
+		b->slot = slot;
+	struct run *runs = realloc(b->runs, n * sizeof(*runs));
+	if (runs)
+		b->runs = runs;
+	if (!order || !iov || !slot || !runs)
+		return -1;
+	b->cap = n;
+	return 0;
+}
+
+/* Submits as many unsubmitted runs as the queue has room for. */
+static void submit_some(struct tm_read_batch *b)
+{
+	struct tm_blocksrc *bs = b->bs;
+	while (bs->use_aio && b->next_submit < b->nruns && bs->inflight < AIO_DEPTH) {
+		struct iocb *cbp[AIO_DEPTH];
+		long want = 0;
+		while (b->next_submit + (size_t)want < b->nruns && bs->inflight + (unsigned)want < AIO_DEPTH) {
+			struct run *rn = &b->runs[b->next_submit + (size_t)want];
+			io_prep_preadv(&rn->cb, bs->fd, &b->iov[rn->iov0], (int)rn->count,
 				       (long long)(rn->first * TM_BLOCK_SIZE));
-			cbs[batch].data = rn;
-			cbp[batch] = &cbs[batch];
-			batch++;
+			rn->cb.data = rn;
+			cbp[want++] = &rn->cb;
 		}
-		int sub = io_submit(bs->aio, (long)batch, cbp);
+		int sub = io_submit(bs->aio, want, cbp);
 		if (sub <= 0) {
-			/* The kernel or filesystem refused: do the rest synchronously. */
-			io_destroy(bs->aio);
+			/* Refused: the rest of this run reads synchronously. */
 			bs->use_aio = 0;
-			for (size_t i = next; i < nruns; i++)
-				if (read_full(bs, &iov[runs[i].iov0], (int)runs[i].count, runs[i].first * TM_BLOCK_SIZE))
-					read_run_singly(bs, &runs[i], iov, order, status);
 			return;
 		}
-		int done = 0;
-		while (done < sub) {
-			int got = io_getevents(bs->aio, 1, sub - done, ev, NULL);
-			if (got < 0) {
-				if (got == -EINTR)
-					continue;
-				break;
-			}
-			for (int i = 0; i < got; i++) {
-				struct run *rn = ev[i].data;
-				if ((long)ev[i].res != (long)rn->count * (long)TM_BLOCK_SIZE)
-					read_run_singly(bs, rn, iov, order, status);
-			}
-			done += got;
-		}
-		next += (size_t)sub;
+		b->next_submit += (size_t)sub;
+		b->pending += (size_t)sub;
+		bs->inflight += (unsigned)sub;
 	}
+}
+
+int tm_read_batch_start(struct tm_read_batch *b, const uint64_t *blocks, size_t n, void *bufs,
+			int *status, struct dmr_err *err)
+{
+	struct tm_blocksrc *bs = b->bs;
+	if (b->active)
+		return dmr_err_set(err, DMR_EUSAGE, "%s: read batch started twice", bs->path);
+	if (batch_reserve(b, n ? n : 1))
+		return dmr_err_set(err, DMR_ENOMEM, "%s: out of memory for %zu block reads", bs->path, n);
+	for (size_t i = 0; i < n; i++)
+		b->order[i] = i;
+	if (n > 1)
+		qsort_r(b->order, n, sizeof(*b->order), cmp_idx_by_block, (void *)blocks);
+
+	/* Runs of adjacent in-range blocks; a repeated block is read into each
+	 * of its buffers by its own run. Small gaps are read into the scratch
+	 * block to save a request (at most n gap blocks in all: iov holds 2n). */
+	if (!bs->scratch && !(bs->scratch = tm_block_alloc(1)))
+		return dmr_err_set(err, DMR_ENOMEM, "%s: out of memory", bs->path);
+	size_t niov = 0, gaps = 0;
+	b->nruns = b->next_submit = b->pending = 0;
+	b->status = status;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = b->order[k];
+		uint64_t blk = blocks[i];
+		if (blk >= bs->nr_blocks) {
+			status[i] = DMR_ECORRUPT;
+			continue;
+		}
+		status[i] = 0;
+		struct run *last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
+		uint64_t end = last ? last->first + last->count : 0;
+		if (last && blk > end && blk - end <= MAX_GAP_BLOCKS && gaps + (blk - end) <= n &&
+		    last->count + (blk - end) < MAX_RUN_BLOCKS) {
+			for (; end < blk; end++, gaps++) {
+				b->iov[niov].iov_base = bs->scratch;
+				b->iov[niov].iov_len = TM_BLOCK_SIZE;
+				b->slot[niov++] = SIZE_MAX;
+				last->count++;
+			}
+		}
+		b->iov[niov].iov_base = (char *)bufs + i * TM_BLOCK_SIZE;
+		b->iov[niov].iov_len = TM_BLOCK_SIZE;
+		b->slot[niov] = i;
+		if (last && last->first + last->count == blk && last->count < MAX_RUN_BLOCKS)
+			last->count++;
+		else
+			b->runs[b->nruns++] = (struct run){ .first = blk, .count = 1, .iov0 = (uint32_t)niov, .batch = b };
+		niov++;
+	}
+	b->active = 1;
+	if (bs->use_aio) {
+		submit_some(b);
+	} else {
+#ifdef HAVE_POSIX_FADVISE
+		/* Let the kernel fetch every run now; finish copies them out. */
+		if (!bs->direct && b->nruns > 1)
+			for (size_t r = 0; r < b->nruns; r++)
+				posix_fadvise(bs->fd, (off_t)(b->runs[r].first * TM_BLOCK_SIZE),
+					      (off_t)b->runs[r].count * TM_BLOCK_SIZE, POSIX_FADV_WILLNEED);
+#endif
+	}
+	return 0;
+}
+
+int tm_read_batch_finish(struct tm_read_batch *b, struct dmr_err *err)
+{
+	struct tm_blocksrc *bs = b->bs;
+	if (!b->active)
+		return 0;
+	while (b->pending > 0 || (bs->use_aio && b->next_submit < b->nruns)) {
+		submit_some(b);
+		if (b->pending == 0)
+			break;
+		struct io_event ev[AIO_DEPTH];
+		int got = io_getevents(bs->aio, 1, AIO_DEPTH, ev, NULL);
+		if (got < 0) {
+			if (got == -EINTR)
+				continue;
+			/* Cannot happen with a valid context; do not spin. */
+			b->active = 0;
+			return dmr_err_set(err, DMR_EIO, "%s: waiting for reads: %s", bs->path, strerror(-got));
+		}
+		for (int i = 0; i < got; i++) {
+			struct run *rn = ev[i].data;
+			struct tm_read_batch *owner = rn->batch;
+			owner->pending--;
+			bs->inflight--;
+			if ((long)ev[i].res != (long)rn->count * (long)TM_BLOCK_SIZE)
+				read_run_singly(owner, rn);
+		}
+	}
+	/* Whatever was not submitted (plain engine, or aio refused). */
+	for (size_t r = b->next_submit; r < b->nruns; r++)
+		read_run(b, &b->runs[r]);
+	b->next_submit = b->nruns;
+	b->active = 0;
+	return 0;
 }
 
 int tm_blocksrc_read_many(struct tm_blocksrc *bs, const uint64_t *blocks, size_t n,
@@ -271,65 +422,12 @@ int tm_blocksrc_read_many(struct tm_blocksrc *bs, const uint64_t *blocks, size_t
 {
 	if (n == 0)
 		return 0;
-	size_t *order = malloc(n * sizeof(*order));
-	struct iovec *iov = malloc(n * sizeof(*iov));
-	struct run *runs = malloc(n * sizeof(*runs));
-	if (!order || !iov || !runs) {
-		free(order);
-		free(iov);
-		free(runs);
+	struct tm_read_batch *b = tm_read_batch_new(bs);
+	if (!b)
 		return dmr_err_set(err, DMR_ENOMEM, "%s: out of memory for %zu block reads", bs->path, n);
-	}
-	for (size_t i = 0; i < n; i++)
-		order[i] = i;
-	qsort_r(order, n, sizeof(*order), cmp_idx_by_block, (void *)blocks);
-
-	/* Build runs of adjacent in-range blocks; a repeated block is read into
-	 * each of its buffers by its own run. */
-	size_t nruns = 0, niov = 0;
-	size_t *slot = malloc(n * sizeof(*slot)); /* iovec index -> caller index */
-	if (!slot) {
-		free(order);
-		free(iov);
-		free(runs);
-		return dmr_err_set(err, DMR_ENOMEM, "%s: out of memory for %zu block reads", bs->path, n);
-	}
-	for (size_t k = 0; k < n; k++) {
-		size_t i = order[k];
-		uint64_t b = blocks[i];
-		if (b >= bs->nr_blocks) {
-			status[i] = DMR_ECORRUPT;
-			continue;
-		}
-		status[i] = 0;
-		iov[niov].iov_base = (char *)bufs + i * TM_BLOCK_SIZE;
-		iov[niov].iov_len = TM_BLOCK_SIZE;
-		slot[niov] = i;
-		struct run *last = nruns ? &runs[nruns - 1] : NULL;
-		if (last && last->first + last->count == b && last->count < MAX_RUN_BLOCKS)
-			last->count++;
-		else
-			runs[nruns++] = (struct run){ .first = b, .count = 1, .iov0 = (uint32_t)niov };
-		niov++;
-	}
-
-	if (bs->use_aio && nruns > 1) {
-		read_runs_aio(bs, runs, nruns, iov, slot, status);
-	} else {
-#ifdef HAVE_POSIX_FADVISE
-		/* Let the kernel fetch every run at once, then copy them in order. */
-		if (nruns > 1 && !bs->direct)
-			for (size_t r = 0; r < nruns; r++)
-				posix_fadvise(bs->fd, (off_t)(runs[r].first * TM_BLOCK_SIZE),
-					      (off_t)runs[r].count * TM_BLOCK_SIZE, POSIX_FADV_WILLNEED);
-#endif
-		for (size_t r = 0; r < nruns; r++)
-			if (read_full(bs, &iov[runs[r].iov0], (int)runs[r].count, runs[r].first * TM_BLOCK_SIZE))
-				read_run_singly(bs, &runs[r], iov, slot, status);
-	}
-	free(slot);
-	free(order);
-	free(iov);
-	free(runs);
-	return 0;
+	int r = tm_read_batch_start(b, blocks, n, bufs, status, err);
+	if (!r)
+		r = tm_read_batch_finish(b, err);
+	tm_read_batch_free(b);
+	return r;
 }

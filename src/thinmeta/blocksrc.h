@@ -44,4 +44,16 @@ int tm_blocksrc_read(struct tm_blocksrc *bs, uint64_t block, void *buf, struct d
 int tm_blocksrc_read_many(struct tm_blocksrc *bs, const uint64_t *blocks, size_t n,
 			  void *bufs, int *status, struct dmr_err *err);
 
+/* A batch of reads that can be in flight while the caller works on the
+ * previous one (libaio), or prefetched by the kernel (page cache). Start
+ * it, do other work, then finish it: after finish, the buffers and the
+ * status array are filled exactly as by tm_blocksrc_read_many. A batch
+ * object is reused from one start/finish pair to the next. */
+struct tm_read_batch;
+struct tm_read_batch *tm_read_batch_new(struct tm_blocksrc *bs);
+void tm_read_batch_free(struct tm_read_batch *b);
+int tm_read_batch_start(struct tm_read_batch *b, const uint64_t *blocks, size_t n, void *bufs,
+			int *status, struct dmr_err *err);
+int tm_read_batch_finish(struct tm_read_batch *b, struct dmr_err *err);
+
 #endif

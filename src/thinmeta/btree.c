@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Nodes read per batch: bounds memory (4 MiB) whatever the tree size. */
-#define WALK_CHUNK 1024u
+/* Nodes per read batch; two batches are in flight at once (the next one is
+ * read while the current one is visited): 4 MiB whatever the tree size. */
+#define WALK_CHUNK 512u
 
 int tm_node_check(const void *buf, uint64_t block, uint32_t leaf_value_size,
 		  struct tm_node *out, char *why, size_t whylen)
@@ -197,31 +198,78 @@ static int visit(struct walk *w, const struct walk_entry *we, const void *buf, i
 	return 0;
 }
 
-/* Reads the blocks of entries e[0..n) in chunks and calls fn on each with
- * its buffer and read status. */
-static int read_level(struct tm_blocksrc *bs, uint64_t limit, const struct walk_entry *e, size_t n,
-		      void *bufs, uint64_t *blocks, int *status,
+/* Double-buffered reading of one level. */
+struct walk_io {
+	struct tm_blocksrc *bs;
+	uint64_t limit;
+	void *bufs[2];
+	uint64_t *blocks[2];
+	int *status[2];
+	struct tm_read_batch *batch[2];
+};
+
+static int walk_io_init(struct walk_io *io, struct tm_blocksrc *bs, uint64_t limit)
+{
+	io->bs = bs;
+	io->limit = limit;
+	for (int i = 0; i < 2; i++) {
+		io->bufs[i] = tm_block_alloc(WALK_CHUNK);
+		io->blocks[i] = malloc(WALK_CHUNK * sizeof(*io->blocks[i]));
+		io->status[i] = malloc(WALK_CHUNK * sizeof(*io->status[i]));
+		io->batch[i] = tm_read_batch_new(bs);
+		if (!io->bufs[i] || !io->blocks[i] || !io->status[i] || !io->batch[i])
+			return DMR_ENOMEM;
+	}
+	return 0;
+}
+
+static void walk_io_free(struct walk_io *io)
+{
+	for (int i = 0; i < 2; i++) {
+		/* Reap reads still in flight before their buffers go. */
+		tm_read_batch_free(io->batch[i]);
+		free(io->bufs[i]);
+		free(io->blocks[i]);
+		free(io->status[i]);
+	}
+}
+
+static int start_chunk(struct walk_io *io, int slot, const struct walk_entry *e, size_t cnt, struct dmr_err *err)
+{
+	for (size_t i = 0; i < cnt; i++) {
+		uint64_t b = e[i].block;
+		/* Out-of-range blocks are reported, not read. */
+		io->blocks[slot][i] = b < io->limit ? b : UINT64_MAX;
+	}
+	return tm_read_batch_start(io->batch[slot], io->blocks[slot], cnt, io->bufs[slot], io->status[slot], err);
+}
+
+/* Reads the blocks of entries e[0..n) in chunks, the next chunk in flight
+ * while fn visits the current one with its buffer and read status. */
+static int read_level(struct walk_io *io, const struct walk_entry *e, size_t n,
 		      int (*fn)(void *ctx, const struct walk_entry *we, const void *buf, int status),
 		      void *ctx, struct dmr_err *err)
 {
-	for (size_t off = 0; off < n; off += WALK_CHUNK) {
+	size_t nchunks = (n + WALK_CHUNK - 1) / WALK_CHUNK;
+	int r = 0;
+	if (nchunks > 0)
+		r = start_chunk(io, 0, e, n < WALK_CHUNK ? n : WALK_CHUNK, err);
+	for (size_t k = 0; k < nchunks && !r; k++) {
+		int slot = (int)(k % 2);
+		size_t off = k * WALK_CHUNK;
 		size_t cnt = n - off < WALK_CHUNK ? n - off : WALK_CHUNK;
-		for (size_t i = 0; i < cnt; i++) {
-			uint64_t b = e[off + i].block;
-			/* Out-of-range blocks are reported, not read. */
-			blocks[i] = b < limit ? b : UINT64_MAX;
-		}
-		int r = tm_blocksrc_read_many(bs, blocks, cnt, bufs, status, err);
-		if (r)
-			return r;
-		for (size_t i = 0; i < cnt; i++) {
-			r = fn(ctx, &e[off + i], (char *)bufs + i * TM_BLOCK_SIZE,
-			       blocks[i] == UINT64_MAX ? DMR_ECORRUPT : status[i]);
+		if (k + 1 < nchunks) {
+			size_t noff = off + WALK_CHUNK;
+			r = start_chunk(io, 1 - slot, e + noff, n - noff < WALK_CHUNK ? n - noff : WALK_CHUNK, err);
 			if (r)
-				return r;
+				break;
 		}
+		r = tm_read_batch_finish(io->batch[slot], err);
+		for (size_t i = 0; i < cnt && !r; i++)
+			r = fn(ctx, &e[off + i], (char *)io->bufs[slot] + i * TM_BLOCK_SIZE,
+			       io->blocks[slot][i] == UINT64_MAX ? DMR_ECORRUPT : io->status[slot][i]);
 	}
-	return 0;
+	return r;
 }
 
 struct walk_level_ctx {
@@ -261,11 +309,9 @@ int tm_btree_walk(struct tm_blocksrc *bs, uint64_t limit, const uint64_t *roots,
 	struct level cur = { 0 }, merged = { 0 };
 	struct walk w = { .v = v, .leaf_depth = malloc(nroots ? nroots : 1) };
 	signed char *start = calloc(nroots ? nroots : 1, 1);
-	void *bufs = tm_block_alloc(WALK_CHUNK);
-	uint64_t *blocks = malloc(WALK_CHUNK * sizeof(*blocks));
-	int *status = malloc(WALK_CHUNK * sizeof(*status));
-	int r = 0, last_start = 0;
-	if (!bufs || !blocks || !status || !w.leaf_depth || !start) {
+	struct walk_io io = { 0 };
+	int r = walk_io_init(&io, bs, limit), last_start = 0;
+	if (r || !w.leaf_depth || !start) {
 		r = DMR_ENOMEM;
 		goto out;
 	}
@@ -282,7 +328,7 @@ int tm_btree_walk(struct tm_blocksrc *bs, uint64_t limit, const uint64_t *roots,
 				goto out;
 			}
 		while (cur.n > 0) {
-			r = read_level(bs, limit, cur.e, cur.n, bufs, blocks, status, probe_cb, &pc, err);
+			r = read_level(&io, cur.e, cur.n, probe_cb, &pc, err);
 			if (r)
 				goto out;
 			struct level t = cur;
@@ -325,7 +371,7 @@ int tm_btree_walk(struct tm_blocksrc *bs, uint64_t limit, const uint64_t *roots,
 		merged = t;
 		if (v->unordered && cur.n > 1)
 			qsort(cur.e, cur.n, sizeof(*cur.e), cmp_entry_block);
-		r = read_level(bs, limit, cur.e, cur.n, bufs, blocks, status, visit_cb, &lc, err);
+		r = read_level(&io, cur.e, cur.n, visit_cb, &lc, err);
 		if (r)
 			goto out;
 		t = cur;
@@ -339,10 +385,8 @@ out:
 	free(cur.e);
 	free(merged.e);
 	free(w.next.e);
+	walk_io_free(&io);
 	free(w.leaf_depth);
 	free(start);
-	free(bufs);
-	free(blocks);
-	free(status);
 	return r;
 }
