@@ -87,6 +87,31 @@ void dmr_damage_tree(void *log, const char *tree, const struct tm_damage *d);
 void dmr_damage_device(struct dmr_damage_log *log, uint64_t dev_id, const struct tm_damage *d);
 void dmr_damage_note(struct dmr_damage_log *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The pool as the commands see it: opened read-only, the live superblock or
+ * a metadata snapshot's, its devices, and the roots of their mapping trees
+ * (devices missing from one of the trees are noted as damage). */
+struct dmr_pool_view {
+	struct tm_pool *pool;
+	const struct tm_superblock *sb; /* live, or &snap */
+	struct tm_superblock snap;
+	struct tm_devlist devs;
+	uint64_t *roots;     /* mapping roots to walk */
+	size_t *dev_of_root; /* root index -> device index */
+	size_t nroots;
+	struct dmr_damage_log log;
+};
+
+/* Opens the pool and reads its devices (of the held metadata snapshot, or
+ * the one at snap_block, when use_snap). Returns an exit code; on failure
+ * the error is printed. Close the view in any case. */
+int dmr_pool_view_open(struct dmr_cli *cli, struct dmr_pool_view *v, int use_snap, uint64_t snap_block);
+
+/* Collects the roots of the devices want() accepts (all when NULL) that
+ * have a mapping tree, and details too when need_details. */
+int dmr_pool_view_roots(struct dmr_pool_view *v, int (*want)(void *ctx, const struct tm_device *d), void *ctx,
+			int need_details);
+void dmr_pool_view_close(struct dmr_pool_view *v);
+
 int cmd_dump(struct dmr_cli *cli, int argc, char **argv);
 int cmd_ls(struct dmr_cli *cli, int argc, char **argv);
 

@@ -91,6 +91,12 @@ static void advance_to(struct dump_out *o, size_t dev)
 	}
 }
 
+static int dump_wanted(void *ctx, const struct tm_device *d)
+{
+	const struct dump_out *o = ctx;
+	return wanted(d->dev_id, o->ids, o->nids);
+}
+
 static int emit_run(void *ctx, size_t root, const struct tm_run *r)
 {
 	struct dump_out *o = ctx;
@@ -191,28 +197,15 @@ int cmd_dump(struct dmr_cli *cli, int argc, char **argv)
 		return dmr_cli_usage_error(cli, "dump", "dump writes thin_dump XML; it has no --json output");
 	}
 
-	struct tm_pool *p = dmr_cli_open_pool(cli, &rc);
-	if (!p) {
-		free(ids);
-		return rc;
-	}
+	struct dmr_pool_view v;
 	struct dmr_err err = { 0 };
-	struct dmr_damage_log log = { .cli = cli, .path = p->path };
-	struct tm_superblock snap, *sb = &p->sb;
-	struct tm_devlist devs = { 0 };
-	uint64_t *roots = NULL;
-	size_t *dev_of_root = NULL, nroots = 0;
-	if (use_snap) {
-		if (tm_pool_read_snapshot(p, snap_block, &snap, &err)) {
-			rc = dmr_cli_fail(cli, &err);
-			goto out;
-		}
-		sb = &snap;
-	}
-	if (tm_devices_read(p, sb, &devs, dmr_damage_tree, &log, &err)) {
-		rc = dmr_cli_fail(cli, &err);
+	struct dump_out o = { .ids = ids, .nids = nids };
+	rc = dmr_pool_view_open(cli, &v, use_snap, snap_block);
+	if (rc == DMR_EXIT_OK)
+		rc = dmr_pool_view_roots(&v, dump_wanted, &o, 1);
+	if (rc != DMR_EXIT_OK)
 		goto out;
-	}
+	const struct tm_superblock *sb = v.sb;
 
 	static char obuf[1 << 20];
 	setvbuf(stdout, obuf, _IOFBF, sizeof(obuf));
@@ -223,50 +216,29 @@ int cmd_dump(struct dmr_cli *cli, int argc, char **argv)
 		sb->time, (unsigned long long)sb->trans_id, sb->flags, sb->version, sb->data_block_size,
 		(unsigned long long)sb->data_sm.nr_blocks);
 
-	roots = malloc((devs.n + 1) * sizeof(*roots));
-	dev_of_root = malloc((devs.n + 1) * sizeof(*dev_of_root));
-	if (!roots || !dev_of_root) {
-		dmr_cli_error(cli, "%s: out of memory", p->path);
-		rc = DMR_EXIT_INPUT;
-		goto out;
-	}
-	for (size_t i = 0; i < devs.n; i++) {
-		const struct tm_device *d = &devs.dev[i];
-		if (!wanted(d->dev_id, ids, nids))
-			continue;
-		if (!d->in_details)
-			dmr_damage_note(&log, "device %llu has a mapping tree but no details: left out",
-					(unsigned long long)d->dev_id);
-		else if (!d->in_mapping)
-			dmr_damage_note(&log, "device %llu has details but no mapping tree", (unsigned long long)d->dev_id);
-		else if (!skip_mappings) {
-			roots[nroots] = d->mapping_root;
-			dev_of_root[nroots++] = i;
-		}
-	}
-	struct dump_out o = { .f = f, .devs = &devs, .dev_of_root = dev_of_root, .ids = ids, .nids = nids, .log = &log };
+	o.f = f;
+	o.devs = &v.devs;
+	o.dev_of_root = v.dev_of_root;
+	o.log = &v.log;
 	struct tm_mapping_visitor mv = { .aligned = 1, .run = emit_run, .damage = map_damage, .ctx = &o };
 	/* A snapshot's superblock has no space maps: bound its mappings by
 	 * the live pool's size. */
-	if (tm_mappings_walk(p, roots, nroots, p->sb.data_sm.nr_blocks, &mv, &err)) {
+	if (!skip_mappings && tm_mappings_walk(v.pool, v.roots, v.nroots, v.pool->sb.data_sm.nr_blocks, &mv, &err)) {
 		rc = dmr_cli_fail(cli, &err);
 		goto out;
 	}
-	advance_to(&o, devs.n);
+	advance_to(&o, v.devs.n);
 	fputs("</superblock>\n", f);
-	rc = log.count ? DMR_EXIT_DAMAGE : DMR_EXIT_OK;
+	rc = v.log.count ? DMR_EXIT_DAMAGE : DMR_EXIT_OK;
 	for (size_t i = 0; i < nids; i++)
-		if (!tm_devlist_find(&devs, ids[i])) {
-			dmr_cli_error(cli, "%s: no device %llu in the pool", p->path, (unsigned long long)ids[i]);
+		if (!tm_devlist_find(&v.devs, ids[i])) {
+			dmr_cli_error(cli, "%s: no device %llu in the pool", v.pool->path, (unsigned long long)ids[i]);
 			if (rc == DMR_EXIT_OK)
 				rc = DMR_EXIT_INPUT;
 		}
 	rc = dmr_cli_finish_stdout(cli, rc);
 out:
-	tm_devlist_free(&devs);
-	tm_pool_close(p);
-	free(roots);
-	free(dev_of_root);
+	dmr_pool_view_close(&v);
 	free(ids);
 	return rc;
 }

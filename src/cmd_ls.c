@@ -271,68 +271,39 @@ int cmd_ls(struct dmr_cli *cli, int argc, char **argv)
 		       : bad[0] ? dmr_cli_usage_error(cli, "ls", "unknown field '%s'", bad)
 				: dmr_cli_usage_error(cli, "ls", "no fields in '%s'", spec);
 
-	struct tm_pool *p = dmr_cli_open_pool(cli, &rc);
-	if (!p)
-		return rc;
+	struct dmr_pool_view v;
 	struct dmr_err err = { 0 };
-	struct dmr_damage_log log = { .cli = cli, .path = p->path };
-	struct tm_superblock snap, *sb = &p->sb;
-	struct tm_devlist devs = { 0 };
-	struct ls_walk w = { .log = &log, .devs = &devs };
-	uint64_t *roots = NULL;
-	size_t *dev_of_root = NULL, nroots = 0;
-	if (use_snap) {
-		if (tm_pool_read_snapshot(p, 0, &snap, &err)) {
-			rc = dmr_cli_fail(cli, &err);
-			goto out;
-		}
-		sb = &snap;
-	}
-	if (tm_devices_read(p, sb, &devs, dmr_damage_tree, &log, &err)) {
-		rc = dmr_cli_fail(cli, &err);
+	struct ls_walk w = { 0 };
+	rc = dmr_pool_view_open(cli, &v, use_snap, 0);
+	if (rc == DMR_EXIT_OK)
+		rc = dmr_pool_view_roots(&v, NULL, NULL, 0);
+	if (rc != DMR_EXIT_OK)
 		goto out;
-	}
-	uint64_t nr_data_blocks = p->sb.data_sm.nr_blocks;
-	w.st = calloc(devs.n + 1, sizeof(*w.st));
-	roots = malloc((devs.n + 1) * sizeof(*roots));
-	dev_of_root = malloc((devs.n + 1) * sizeof(*dev_of_root));
-	if (!w.st || !roots || !dev_of_root || tm_datamap_init(&w.map, nr_data_blocks)) {
-		dmr_cli_error(cli, "%s: out of memory", p->path);
+	uint64_t nr_data_blocks = v.pool->sb.data_sm.nr_blocks;
+	w.log = &v.log;
+	w.devs = &v.devs;
+	w.dev_of_root = v.dev_of_root;
+	w.st = calloc(v.devs.n + 1, sizeof(*w.st));
+	if (!w.st || tm_datamap_init(&w.map, nr_data_blocks)) {
+		dmr_cli_error(cli, "%s: out of memory", v.pool->path);
 		rc = DMR_EXIT_INPUT;
 		goto out;
 	}
-	for (size_t i = 0; i < devs.n; i++) {
-		const struct tm_device *d = &devs.dev[i];
-		if (!d->in_details)
-			dmr_damage_note(&log, "device %llu has a mapping tree but no details",
-					(unsigned long long)d->dev_id);
-		if (!d->in_mapping) {
-			dmr_damage_note(&log, "device %llu has details but no mapping tree",
-					(unsigned long long)d->dev_id);
-			continue;
-		}
-		roots[nroots] = d->mapping_root;
-		dev_of_root[nroots++] = i;
-	}
-	w.dev_of_root = dev_of_root;
 	struct tm_mapping_visitor mv = { .unordered = 1, .run = ls_run, .damage = ls_damage, .ctx = &w };
-	if (tm_mappings_walk(p, roots, nroots, nr_data_blocks, &mv, &err)) {
+	if (tm_mappings_walk(v.pool, v.roots, v.nroots, nr_data_blocks, &mv, &err)) {
 		rc = dmr_cli_fail(cli, &err);
 		goto out;
 	}
 	tm_datamap_exclusive_runs(&w.map, ls_exclusive, &w);
 
 	if (cli->json)
-		print_json(p->path, sb, nr_data_blocks, &devs, w.st, log.count);
+		print_json(v.pool->path, v.sb, nr_data_blocks, &v.devs, w.st, v.log.count);
 	else
-		print_table(&devs, w.st, sb->data_block_size, fields, nf, headers);
-	rc = dmr_cli_finish_stdout(cli, log.count ? DMR_EXIT_DAMAGE : DMR_EXIT_OK);
+		print_table(&v.devs, w.st, v.sb->data_block_size, fields, nf, headers);
+	rc = dmr_cli_finish_stdout(cli, v.log.count ? DMR_EXIT_DAMAGE : DMR_EXIT_OK);
 out:
 	tm_datamap_free(&w.map);
 	free(w.st);
-	free(roots);
-	free(dev_of_root);
-	tm_devlist_free(&devs);
-	tm_pool_close(p);
+	dmr_pool_view_close(&v);
 	return rc;
 }
