@@ -1,7 +1,7 @@
 /* dmrescue ls: thin devices with their mapped, exclusive and shared space. */
 #include "config.h"
 #include "cli.h"
-#include "thinmeta/datamap.h"
+#include "thinmeta/usage.h"
 #include "util/fmt.h"
 
 #include <errno.h>
@@ -54,41 +54,10 @@ static void ls_usage(FILE *out)
 	fputs("\n\nGlobal options (-r, --metadata, -q, -v) work here too; see dmrescue --help.\n", out);
 }
 
-struct dev_stats {
-	uint64_t mapped;
-	uint64_t exclusive;
-	uint64_t highest; /* highest mapped virtual block + 1; 0 = none */
-};
-
-struct ls_walk {
-	struct dev_stats *st;
-	const size_t *dev_of_root;
-	const struct tm_devlist *devs;
-	struct tm_datamap map;
-	struct dmr_damage_log *log;
-};
-
-static int ls_run(void *ctx, size_t root, const struct tm_run *r)
-{
-	struct ls_walk *w = ctx;
-	size_t d = w->dev_of_root[root];
-	struct dev_stats *s = &w->st[d];
-	s->mapped += r->len;
-	if (r->vbegin + r->len > s->highest)
-		s->highest = r->vbegin + r->len;
-	return tm_datamap_add(&w->map, r->dbegin, r->len, (uint32_t)d);
-}
-
 static void ls_damage(void *ctx, size_t root, const struct tm_damage *d)
 {
-	struct ls_walk *w = ctx;
-	dmr_damage_device(w->log, w->devs->dev[w->dev_of_root[root]].dev_id, d);
-}
-
-static void ls_exclusive(void *ctx, uint32_t dev, uint64_t b, uint64_t len)
-{
-	struct ls_walk *w = ctx;
-	w->st[dev].exclusive += len;
+	struct dmr_pool_view *v = ctx;
+	dmr_damage_device(&v->log, v->devs.dev[v->dev_of_root[root]].dev_id, d);
 }
 
 /* Parses FIELDS; on an unknown name copies it into bad. */
@@ -114,7 +83,7 @@ static int parse_fields(const char *spec, enum field *out, size_t *n, char *bad,
 	return *n ? 0 : -2;
 }
 
-static void field_value(enum field f, const struct tm_device *d, const struct dev_stats *s,
+static void field_value(enum field f, const struct tm_device *d, const struct tm_dev_usage *s,
 			uint64_t bsect, char *buf)
 {
 	uint64_t shared = s->mapped - s->exclusive;
@@ -149,7 +118,7 @@ static void field_value(enum field f, const struct tm_device *d, const struct de
 	buf[fmt_u64(buf, v)] = '\0';
 }
 
-static void print_table(const struct tm_devlist *devs, const struct dev_stats *st, uint64_t bsect,
+static void print_table(const struct tm_devlist *devs, const struct tm_dev_usage *st, uint64_t bsect,
 			const enum field *fields, size_t nf, int headers)
 {
 	size_t width[64] = { 0 };
@@ -178,7 +147,7 @@ static void json_u64(struct json_object *o, const char *k, uint64_t v)
 }
 
 static int print_json(const char *path, const struct tm_superblock *sb, uint64_t nr_data_blocks,
-		      const struct tm_devlist *devs, const struct dev_stats *st, unsigned long damage)
+		      const struct tm_devlist *devs, const struct tm_dev_usage *st, unsigned long damage)
 {
 	uint64_t bbytes = (uint64_t)sb->data_block_size * 512;
 	struct json_object *root = json_object_new_object();
@@ -196,7 +165,7 @@ static int print_json(const char *path, const struct tm_superblock *sb, uint64_t
 	struct json_object *arr = json_object_new_array();
 	for (size_t i = 0; i < devs->n; i++) {
 		const struct tm_device *d = &devs->dev[i];
-		const struct dev_stats *s = &st[i];
+		const struct tm_dev_usage *s = &st[i];
 		struct json_object *o = json_object_new_object();
 		json_u64(o, "dev", d->dev_id);
 		json_u64(o, "mapped_blocks", s->mapped);
@@ -273,37 +242,36 @@ int cmd_ls(struct dmr_cli *cli, int argc, char **argv)
 
 	struct dmr_pool_view v;
 	struct dmr_err err = { 0 };
-	struct ls_walk w = { 0 };
+	struct tm_usage u = { 0 };
+	struct tm_dev_usage *st = NULL;
 	rc = dmr_pool_view_open(cli, &v, use_snap, 0);
 	if (rc == DMR_EXIT_OK)
 		rc = dmr_pool_view_roots(&v, NULL, NULL, 0);
 	if (rc != DMR_EXIT_OK)
 		goto out;
 	uint64_t nr_data_blocks = v.pool->sb.data_sm.nr_blocks;
-	w.log = &v.log;
-	w.devs = &v.devs;
-	w.dev_of_root = v.dev_of_root;
-	w.st = calloc(v.devs.n + 1, sizeof(*w.st));
-	if (!w.st || tm_datamap_init(&w.map, nr_data_blocks)) {
+	if (tm_usage_compute(v.pool, v.roots, v.nroots, nr_data_blocks, ls_damage, &v, &u, &err)) {
+		rc = dmr_cli_fail(cli, &err);
+		goto out;
+	}
+	/* Per device; devices without a mapping tree stay zero. */
+	st = calloc(v.devs.n + 1, sizeof(*st));
+	if (!st) {
 		dmr_cli_error(cli, "%s: out of memory", v.pool->path);
 		rc = DMR_EXIT_INPUT;
 		goto out;
 	}
-	struct tm_mapping_visitor mv = { .unordered = 1, .run = ls_run, .damage = ls_damage, .ctx = &w };
-	if (tm_mappings_walk(v.pool, v.roots, v.nroots, nr_data_blocks, &mv, &err)) {
-		rc = dmr_cli_fail(cli, &err);
-		goto out;
-	}
-	tm_datamap_exclusive_runs(&w.map, ls_exclusive, &w);
+	for (size_t r = 0; r < v.nroots; r++)
+		st[v.dev_of_root[r]] = u.dev[r];
 
 	if (cli->json)
-		print_json(v.pool->path, v.sb, nr_data_blocks, &v.devs, w.st, v.log.count);
+		print_json(v.pool->path, v.sb, nr_data_blocks, &v.devs, st, v.log.count);
 	else
-		print_table(&v.devs, w.st, v.sb->data_block_size, fields, nf, headers);
+		print_table(&v.devs, st, v.sb->data_block_size, fields, nf, headers);
 	rc = dmr_cli_finish_stdout(cli, v.log.count ? DMR_EXIT_DAMAGE : DMR_EXIT_OK);
 out:
-	tm_datamap_free(&w.map);
-	free(w.st);
+	tm_usage_free(&u);
+	free(st);
 	dmr_pool_view_close(&v);
 	return rc;
 }
