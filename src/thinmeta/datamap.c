@@ -58,6 +58,17 @@ int tm_datamap_add(struct tm_datamap *m, uint64_t b, uint64_t len, uint32_t dev)
 	return 0;
 }
 
+unsigned tm_datamap_count(const struct tm_datamap *m, uint64_t b)
+{
+	if (b >= m->nr_blocks)
+		return 0;
+	const struct tm_datamap_chunk *c = m->chunk[b / CHUNK_BLOCKS];
+	if (!c)
+		return 0;
+	uint32_t i = (uint32_t)(b % CHUNK_BLOCKS);
+	return (c->count[i / 4] >> (2u * (i % 4u))) & 3u;
+}
+
 void tm_datamap_exclusive_runs(const struct tm_datamap *m,
 			       void (*fn)(void *ctx, uint32_t dev, uint64_t b, uint64_t len), void *ctx)
 {

@@ -25,6 +25,9 @@ void tm_datamap_free(struct tm_datamap *m);
  * below nr_blocks. Returns DMR_ENOMEM on allocation failure. */
 int tm_datamap_add(struct tm_datamap *m, uint64_t b, uint64_t len, uint32_t dev);
 
+/* How many devices map data block b: 0, 1, or 2 for two or more. */
+unsigned tm_datamap_count(const struct tm_datamap *m, uint64_t b);
+
 /* Calls fn for each block mapped by exactly one device, with that device,
  * in ascending block order, coalesced into runs of the same device. */
 void tm_datamap_exclusive_runs(const struct tm_datamap *m,

@@ -287,3 +287,65 @@ int tm_mappings_walk(struct tm_pool *p, const uint64_t *roots, size_t n, uint64_
 		dmr_err_set(err, r, "%s: out of memory walking mappings", p->path);
 	return r;
 }
+
+int tm_mapping_lookup(struct tm_pool *p, uint64_t root, uint64_t vblock, uint64_t *data_block, uint32_t *time,
+		      struct dmr_err *err)
+{
+	unsigned char *buf = tm_block_alloc(1);
+	if (!buf)
+		return dmr_err_set(err, DMR_ENOMEM, "%s: out of memory", p->path);
+	uint64_t block = root, lo = 0;
+	int r = DMR_ECORRUPT;
+	for (int depth = 0; depth < TM_BTREE_MAX_DEPTH; depth++) {
+		struct tm_node n;
+		char why[200];
+		if (block == 0 || block >= p->limit) {
+			r = dmr_err_set(err, DMR_ECORRUPT, "%s: block %llu: btree node outside the metadata (%llu blocks)",
+					p->path, (unsigned long long)block, (unsigned long long)p->limit);
+			goto out;
+		}
+		if ((r = tm_blocksrc_read(p->bs, block, buf, err)))
+			goto out;
+		if (tm_node_check(buf, block, 8, &n, why, sizeof(why))) {
+			r = dmr_err_set(err, DMR_ECORRUPT, "%s: block %llu: %s", p->path, (unsigned long long)block, why);
+			goto out;
+		}
+		if (n.nr_entries > 0 && tm_node_key(&n, 0) < lo) {
+			r = dmr_err_set(err, DMR_ECORRUPT, "%s: block %llu: btree node keys below its parent's key %llu",
+					p->path, (unsigned long long)block, (unsigned long long)lo);
+			goto out;
+		}
+		/* The largest key <= vblock. */
+		uint32_t a = 0, b = n.nr_entries;
+		while (a < b) {
+			uint32_t mid = a + (b - a) / 2;
+			if (tm_node_key(&n, mid) <= vblock)
+				a = mid + 1;
+			else
+				b = mid;
+		}
+		if (a == 0) {
+			r = DMR_ENOENT;
+			goto out;
+		}
+		uint32_t i = a - 1;
+		if (n.flags == TM_NODE_LEAF) {
+			if (tm_node_key(&n, i) != vblock) {
+				r = DMR_ENOENT;
+				goto out;
+			}
+			uint64_t bt = tm_node_value64(&n, i);
+			*data_block = bt >> TM_BLOCK_TIME_TIME_BITS;
+			*time = (uint32_t)(bt & ((1u << TM_BLOCK_TIME_TIME_BITS) - 1));
+			r = 0;
+			goto out;
+		}
+		lo = tm_node_key(&n, i);
+		block = tm_node_value64(&n, i);
+	}
+	r = dmr_err_set(err, DMR_ECORRUPT, "%s: btree rooted at %llu deeper than %d levels: a cycle?", p->path,
+			(unsigned long long)root, TM_BTREE_MAX_DEPTH);
+out:
+	free(buf);
+	return r;
+}

@@ -84,4 +84,10 @@ struct tm_mapping_visitor {
 int tm_mappings_walk(struct tm_pool *p, const uint64_t *roots, size_t n, uint64_t nr_data_blocks,
 		     const struct tm_mapping_visitor *v, struct dmr_err *err);
 
+/* Looks up one virtual block in the bottom-level tree at root: 0 with
+ * *data_block and *time set, DMR_ENOENT when it is not mapped,
+ * DMR_ECORRUPT (with the node named in err) on damage. */
+int tm_mapping_lookup(struct tm_pool *p, uint64_t root, uint64_t vblock, uint64_t *data_block, uint32_t *time,
+		      struct dmr_err *err);
+
 #endif
