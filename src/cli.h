@@ -68,6 +68,9 @@ int dmr_cli_fail(const struct dmr_cli *cli, const struct dmr_err *err);
 /* The metadata file: --metadata, or ROOT/devicemapper/devicemapper/metadata. */
 const char *dmr_cli_metadata_path(struct dmr_cli *cli);
 
+/* The data file: --data, or ROOT/devicemapper/devicemapper/data. */
+const char *dmr_cli_data_path(struct dmr_cli *cli);
+
 /* Opens the pool read-only, printing any error; NULL on failure with
  * *exit_code set. */
 struct tm_pool *dmr_cli_open_pool(struct dmr_cli *cli, int *exit_code);
@@ -114,5 +117,6 @@ void dmr_pool_view_close(struct dmr_pool_view *v);
 
 int cmd_dump(struct dmr_cli *cli, int argc, char **argv);
 int cmd_ls(struct dmr_cli *cli, int argc, char **argv);
+int cmd_scan(struct dmr_cli *cli, int argc, char **argv);
 
 #endif

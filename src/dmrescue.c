@@ -130,6 +130,14 @@ const char *dmr_cli_metadata_path(struct dmr_cli *cli)
 	return cli->metadata_buf;
 }
 
+const char *dmr_cli_data_path(struct dmr_cli *cli)
+{
+	if (cli->data_path)
+		return cli->data_path;
+	snprintf(cli->data_buf, sizeof(cli->data_buf), "%s/devicemapper/devicemapper/data", cli->root);
+	return cli->data_buf;
+}
+
 struct tm_pool *dmr_cli_open_pool(struct dmr_cli *cli, int *exit_code)
 {
 	struct tm_pool *p = NULL;
