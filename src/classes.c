@@ -20,7 +20,9 @@ const struct inv_rule inv_rules[] = {
 	{ INV_CONTAINER, INV_F_MOUNT | INV_F_CONTAINER, 0 },
 	{ INV_ORPHAN_MOUNT, INV_F_MOUNT, INV_F_CONTAINER },
 	{ INV_IMAGE_LAYER, INV_F_LAYER | INV_F_LAYER_PINNED, 0 },
-	{ INV_UNREFERENCED_LAYER, INV_F_LAYER, INV_F_LAYER_PINNED },
+	/* BuildKit holds its own reference to a layer it registered (the
+	 * cache-id is its snapshot key): not unreferenced. */
+	{ INV_UNREFERENCED_LAYER, INV_F_LAYER, INV_F_LAYER_PINNED | INV_F_BUILDKIT },
 	{ INV_BUILDKIT, INV_F_BUILDKIT, 0 },
 	/* File and device, and nothing refers to the hash. */
 	{ INV_DRIVER_ORPHAN, INV_F_FILE | INV_F_POOL, 0 },
