@@ -53,6 +53,17 @@ static void sidx_sort(struct sidx *x)
 		qsort(x->e, x->n, sizeof(*x->e), sidx_cmp);
 }
 
+/* Files by device id, and by hash among equal ids (qsort is not stable:
+ * the file order alone would decide nothing). */
+static int byid_cmp(const void *a, const void *b)
+{
+	int c = sidx_cmp(a, b);
+	if (c)
+		return c;
+	const struct dk_devfile *fa = ((const struct sidx_ent *)a)->val, *fb = ((const struct sidx_ent *)b)->val;
+	return strcmp(fa->hash ? fa->hash : "", fb->hash ? fb->hash : "");
+}
+
 /* The first entry with this key (entries with equal keys are adjacent). */
 static const struct sidx_ent *sidx_find(const struct sidx *x, const char *key)
 {
@@ -566,7 +577,8 @@ int inv_build(struct inventory *inv, struct tm_pool *p, const struct tm_devlist 
 			goto out;
 		}
 	}
-	sidx_sort(&byid);
+	if (byid.n > 1)
+		qsort(byid.e, byid.n, sizeof(*byid.e), byid_cmp);
 
 	/* Pool devices. */
 	for (size_t i = 0; i < devs->n; i++) {
