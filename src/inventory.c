@@ -734,5 +734,7 @@ const struct inv_item *inv_item_for_device(const struct inventory *inv, uint64_t
 		else
 			hi = mid;
 	}
-	return lo < inv->nr_items && inv->items[lo].thin_id == (int64_t)thin_id ? &inv->items[lo] : NULL;
+	/* thin_id above INT64_MAX would equal -1, a file-only item's id */
+	return lo < inv->nr_items && thin_id <= INT64_MAX && inv->items[lo].thin_id == (int64_t)thin_id
+		? &inv->items[lo] : NULL;
 }
