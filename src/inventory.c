@@ -311,6 +311,19 @@ static int add_container_owner(struct build *b, struct inv_item *it, const struc
 			inv_strdup(b->inv, "%s (%s, %s)", c->name ? c->name : "?", short_id(c->id), state));
 }
 
+/* Whether the c/s layer id is in the chain from top down to the bottom
+ * layer (a chain longer than the number of layers has a cycle). */
+static int cs_chain_has(struct build *b, const char *top, const char *id)
+{
+	for (size_t steps = 0; top && steps <= b->st->nr_cs_layers; steps++) {
+		if (strcmp(top, id) == 0)
+			return 1;
+		const struct sidx_ent *e = sidx_find(&b->cslayers, top);
+		top = e ? ((const struct dk_cs_layer *)e->val)->parent : NULL;
+	}
+	return 0;
+}
+
 /* Facts and owners of the Docker side of a hash. */
 static int docker_facts(struct build *b, struct inv_item *it, const char *hash)
 {
@@ -377,7 +390,7 @@ static int docker_facts(struct build *b, struct inv_item *it, const char *hash)
 			evidence(it, "layers.json: layer %s", short_id(hash));
 		}
 		for (size_t i = 0; i < st->nr_images; i++)
-			if (st->images[i].top_layer && strcmp(st->images[i].top_layer, hash) == 0)
+			if (cs_chain_has(b, st->images[i].top_layer, hash))
 				add_image_owner(b, it, &st->images[i]);
 	}
 	e = sidx_find(&b->cscont, hash);
