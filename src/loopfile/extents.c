@@ -32,7 +32,10 @@ static int by_seek(int fd, uint64_t start, uint64_t end, int (*fn)(void *, uint6
 
 #define FIEMAP_BATCH 256
 
-static int by_fiemap(int fd, uint64_t start, uint64_t end, int (*fn)(void *, uint64_t, uint64_t), void *ctx)
+/* *called: fn was called at least once (an error after that is not a
+ * reason to fall back: the ranges would be reported twice). */
+static int by_fiemap(int fd, uint64_t start, uint64_t end, int (*fn)(void *, uint64_t, uint64_t), void *ctx,
+		     int *called)
 {
 	size_t sz = sizeof(struct fiemap) + FIEMAP_BATCH * sizeof(struct fiemap_extent);
 	struct fiemap *fm = calloc(1, sz);
@@ -64,8 +67,10 @@ static int by_fiemap(int fd, uint64_t start, uint64_t end, int (*fn)(void *, uin
 				a = last_end; /* never report a byte twice */
 			if (b > end)
 				b = end;
-			if (a < b)
+			if (a < b) {
+				*called = 1;
 				r = fn(ctx, a, b - a);
+			}
 			if (b > last_end)
 				last_end = b;
 		}
@@ -94,13 +99,14 @@ int lf_allocated_ranges(int fd, uint64_t start, uint64_t end,
 		int r = by_seek(fd, start, end, fn, ctx);
 		return r ? dmr_err_set(err, DMR_EIO, "finding holes: %s", strerror(-r)) : 0;
 	}
-	int r = by_fiemap(fd, start, end, fn, ctx);
+	int called = 0;
+	int r = by_fiemap(fd, start, end, fn, ctx, &called);
 	if (r == 0) {
 		if (method)
 			*method = LF_EXT_FIEMAP;
 		return 0;
 	}
-	if (r != -EOPNOTSUPP && r != -ENOTTY && r != -EINVAL)
+	if (called || (r != -EOPNOTSUPP && r != -ENOTTY && r != -EINVAL))
 		return dmr_err_set(err, DMR_EIO, "finding holes: %s", strerror(-r));
 	if (method)
 		*method = LF_EXT_ASSUME_ALLOCATED;
