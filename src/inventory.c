@@ -399,6 +399,9 @@ static int docker_facts(struct build *b, struct inv_item *it, const char *hash)
 		it->facts |= INV_F_MOUNT | INV_F_CONTAINER;
 		it->facts &= ~(unsigned)INV_F_LAYER;
 		add_container_owner(b, it, c);
+		const struct sidx_ent *ie = sidx_find(&b->images, c->image);
+		if (ie)
+			add_image_owner(b, it, ie->val);
 		evidence(it, "containers.json: container %s uses layer %s", short_id(c->id), short_id(hash));
 	}
 	if (sidx_has(&b->buildkit, hash)) {
@@ -510,7 +513,6 @@ static int pool_summary(struct inventory *inv, struct tm_pool *p, const struct t
 	ps->data_free = fs.free_blocks;
 	ps->free_but_mapped = fs.free_but_mapped;
 	ps->held_unmapped = fs.held_unmapped;
-	ps->reclaim_runs = rc.n;
 	if (rc.oom) {
 		r = dmr_err_set(err, DMR_ENOMEM, "out of memory listing free blocks");
 		goto out;
@@ -542,6 +544,7 @@ static int pool_summary(struct inventory *inv, struct tm_pool *p, const struct t
 		rc.n--;
 	if (rc.n > 0 && rc.start[rc.n - 1] + rc.len[rc.n - 1] > limit)
 		rc.len[rc.n - 1] = limit - rc.start[rc.n - 1];
+	ps->reclaim_runs = rc.n;
 	struct lf_ranges ranges = { .start = rc.start, .len = rc.len, .n = rc.n };
 	struct dmr_err ferr = { 0 };
 	if (lf_allocated_in(fd, &ranges, &ps->reclaim_bytes, NULL, &ferr) == 0)
