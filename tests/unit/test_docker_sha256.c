@@ -1,6 +1,8 @@
-/* util/sha256: FIPS 180-4 vectors, padding edges, incremental updates. */
+/* util/sha256: FIPS 180-4 vectors, padding edges, incremental updates;
+ * Docker's chain ids (layer/layer.go) against values from sha256sum. */
 #include "unit.h"
 
+#include "docker/scan.h"
 #include "util/sha256.h"
 
 static void check(const void *data, size_t len, const char *want)
@@ -58,12 +60,40 @@ static void test_padding_edges(void **state)
 	check(x, 64, "7ce100971f64e7001e8fe5a51973ecdfe1ced42befe7ee8d5fd6219506b5393c");
 }
 
+#define D1 "sha256:f191e625176e7514249870c60bc24622131b04927a418001d1969c9cecd260f1"
+#define D2 "sha256:77c7ed05b2e49df2e55d70cb007508cc66b2f5419a940bfd6f8749ba7db77c45"
+#define D3 "sha256:6483085b79dcef99d4d90b43a910666cdce078bf772da453728f8c385fbfdf2f"
+/* printf 'D1 D2' | sha256sum, then printf 'C2 D3' | sha256sum */
+#define C2 "sha256:d440fc2ac5bfa225471b58c5d6b4283504f5dfbcd6251023a635cdcd0c058e3e"
+#define C3 "sha256:952689aceeac7e377b602804de533a4ad47ba634e3917ca7cb071e5ff2bff6cd"
+
+static void test_chain_ids(void **state)
+{
+	(void)state;
+	char *diff[] = { D1, D2, D3 };
+	char **chain;
+	assert_int_equal(dk_chain_ids(diff, 3, &chain), 0);
+	assert_string_equal(chain[0], D1);
+	assert_string_equal(chain[1], C2);
+	assert_string_equal(chain[2], C3);
+	for (int i = 0; i < 3; i++)
+		free(chain[i]);
+	free(chain);
+	assert_int_equal(dk_chain_ids(diff, 0, &chain), 0);
+	assert_null(chain);
+	assert_int_equal(dk_chain_ids(diff, 1, &chain), 0);
+	assert_string_equal(chain[0], D1);
+	free(chain[0]);
+	free(chain);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_million_a),
 		cmocka_unit_test(test_padding_edges),
+		cmocka_unit_test(test_chain_ids),
 	};
 	return cmocka_run_group_tests_name("docker_sha256", tests, NULL, NULL);
 }
