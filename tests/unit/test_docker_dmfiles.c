@@ -12,6 +12,7 @@
 
 #define META "devicemapper/metadata/"
 #define BK "k3ebj7i1v0e9wb0xv5q2s8z4n" /* a 25-character BuildKit key */
+#define LDB_CACHE_ID "image/devicemapper/layerdb/sha256/" H1 "/cache-id"
 
 static const struct dk_devfile *file(const struct dk_state *st, const char *hash)
 {
@@ -409,6 +410,31 @@ static void test_devfiles_not_files(void **state)
 	dkt_assert_problem(&st, META HA, "symlink, not followed (-> \"base\")");
 	dkt_assert_problem(&st, META HD, "a fifo in metadata/: Docker takes it for a device file and hangs reading it");
 	dkt_assert_problem(&st, META HE, "too large (16777217 bytes)");
+	dk_state_free(&st);
+}
+
+static void test_devfiles_device_nodes(void **state)
+{
+	const char *root = *state;
+	char p[4200];
+	dkt_mkdir(root, META);
+	snprintf(p, sizeof(p), "%s/" META HA, root);
+	if (mknod(p, S_IFCHR | 0644, makedev(1, 5)) < 0)
+		skip(); /* not root, or not allowed here */
+	dkt_write(root, LDB_CACHE_ID, "");
+	snprintf(p, sizeof(p), "%s/" LDB_CACHE_ID, root);
+	unlink(p);
+	if (mknod(p, S_IFCHR | 0644, makedev(1, 5)) < 0)
+		skip();
+	struct dk_state st;
+	dkt_read(root, &st);
+	assert_int_equal(st.nr_files, 0);
+	assert_int_equal(st.nr_transients, 1);
+	assert_int_equal(st.transients[0].kind, DK_TRANSIENT_STRAY);
+	assert_int_equal(st.nr_layers, 1);
+	assert_string_equal(st.layers[0].error, "cache-id: a character device, not a regular file");
+	dkt_assert_problem(&st, META HA, "a device node in metadata/: Docker takes it for a device file and will not start");
+	dkt_assert_problem(&st, LDB_CACHE_ID, "a character device, not a regular file");
 	dk_state_free(&st);
 }
 
@@ -836,6 +862,7 @@ int main(void)
 		T(test_devfiles_bad),
 		T(test_devfiles_odd_but_valid),
 		T(test_devfiles_not_files),
+		T(test_devfiles_device_nodes),
 		T(test_devfiles_unreadable),
 		T(test_metadata_leftovers),
 		T(test_metadata_deep_dirs),

@@ -4,6 +4,7 @@
 #include "dktree.h"
 
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "docker/fsread.h"
 
@@ -114,6 +115,26 @@ static void test_read_kinds(void **state)
 	expect_fail(&fx->dir, "dir//file", FSR_BAD, "", "invalid path below this directory");
 	expect_fail(&fx->dir, "dir/", FSR_BAD, "", "invalid path below this directory");
 	expect_fail(&fx->dir, "", FSR_BAD, "", "a directory, not a regular file");
+}
+
+/* A device node is never opened: /dev/zero's numbers would read forever. */
+static void test_read_device_node(void **state)
+{
+	struct fx *fx = *state;
+	char p[4200];
+	snprintf(p, sizeof(p), "%s/zero", fx->root);
+	if (mknod(p, S_IFCHR | 0644, makedev(1, 5)) < 0)
+		skip(); /* not root, or not allowed here */
+	snprintf(p, sizeof(p), "%s/loop", fx->root);
+	if (mknod(p, S_IFBLK | 0644, makedev(7, 0)) < 0)
+		skip();
+	open_root(fx);
+	expect_fail(&fx->dir, "zero", FSR_BAD, "zero", "a character device, not a regular file");
+	expect_fail(&fx->dir, "loop", FSR_BAD, "loop", "a block device, not a regular file");
+	struct fsr_usage u;
+	struct fsr_fail fl;
+	assert_int_equal(fsr_usage(&fx->dir, "", 100, &u, &fl), 0);
+	assert_int_equal(u.entries, 2);
 }
 
 static void test_symlinks(void **state)
@@ -307,6 +328,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_plain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_kinds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_device_node, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symlinks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_root_symlink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
