@@ -513,6 +513,7 @@ static int pool_summary(struct inventory *inv, struct tm_pool *p, const struct t
 	ps->data_free = fs.free_blocks;
 	ps->free_but_mapped = fs.free_but_mapped;
 	ps->held_unmapped = fs.held_unmapped;
+	ps->reclaim_runs = rc.n; /* recounted below once trimmed to the data file */
 	if (rc.oom) {
 		r = dmr_err_set(err, DMR_ENOMEM, "out of memory listing free blocks");
 		goto out;
