@@ -1,6 +1,7 @@
 /* dmrescue ls: thin devices with their mapped, exclusive and shared space. */
 #include "config.h"
 #include "cli.h"
+#include "inventory.h"
 #include "thinmeta/usage.h"
 #include "util/fmt.h"
 
@@ -9,6 +10,7 @@
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define LS_SCHEMA "dmrescue.ls/1"
 
@@ -19,6 +21,7 @@ enum field {
 	F_MAPPED, F_EXCLUSIVE, F_SHARED,
 	F_TRANSACTION, F_CREATE_TIME, F_SNAP_TIME,
 	F_HIGHEST_MAPPED, F_HIGHEST_MAPPED_BYTES,
+	F_CLASS, F_HASH, F_OWNER,
 	F_COUNT
 };
 
@@ -29,9 +32,12 @@ static const char *const field_names[F_COUNT] = {
 	"MAPPED", "EXCLUSIVE", "SHARED",
 	"TRANSACTION", "CREATE_TIME", "SNAP_TIME",
 	"HIGHEST_MAPPED", "HIGHEST_MAPPED_BYTES",
+	"CLASS", "HASH", "OWNER",
 };
 
 #define DEFAULT_FIELDS "DEV,MAPPED,EXCLUSIVE,SHARED,CREATE_TIME,SNAP_TIME"
+/* With a Docker root next to the pool, the owner columns come too. */
+#define DEFAULT_FIELDS_DOCKER DEFAULT_FIELDS ",CLASS,OWNER"
 
 static void ls_usage(FILE *out)
 {
@@ -43,7 +49,8 @@ static void ls_usage(FILE *out)
 	      "frees it.\n"
 	      "\n"
 	      "Options:\n"
-	      " -o, --output FIELDS   comma-separated columns (default " DEFAULT_FIELDS ")\n"
+	      " -o, --output FIELDS   comma-separated columns (default " DEFAULT_FIELDS ",\n"
+	      "                       plus CLASS,OWNER when the Docker root is found)\n"
 	      "     --no-headers      no header line\n"
 	      " -m, --metadata-snap   list the devices of the held metadata snapshot\n"
 	      "     --json            one JSON document (schema " LS_SCHEMA ")\n"
@@ -83,9 +90,33 @@ static int parse_fields(const char *spec, enum field *out, size_t *n, char *bad,
 	return *n ? 0 : -2;
 }
 
-static void field_value(enum field f, const struct tm_device *d, const struct tm_dev_usage *s,
-			uint64_t bsect, char *buf)
+/* One row: the pool device, what it maps, and its Docker owner if known. */
+struct ls_row {
+	const struct tm_device *d;
+	const struct tm_dev_usage *s;
+	const struct inv_item *it;
+};
+
+/* The owner to show: a container, else an image, else a layer. */
+static const char *row_owner(const struct inv_item *it)
 {
+	if (!it)
+		return "-";
+	if (it->nr_containers)
+		return it->containers[0];
+	if (it->nr_images)
+		return it->images[0];
+	if (it->nr_layers)
+		return it->layers[0];
+	return "-";
+}
+
+#define FIELD_MAX 256
+
+static void field_value(enum field f, const struct ls_row *row, uint64_t bsect, char *buf)
+{
+	const struct tm_device *d = row->d;
+	const struct tm_dev_usage *s = row->s;
 	uint64_t shared = s->mapped - s->exclusive;
 	uint64_t v = 0;
 	switch (f) {
@@ -113,32 +144,63 @@ static void field_value(enum field f, const struct tm_device *d, const struct tm
 		v = s->highest - 1;
 		break;
 	case F_HIGHEST_MAPPED_BYTES: v = s->highest * bsect * 512; break;
+	case F_CLASS:
+		snprintf(buf, FIELD_MAX, "%s", row->it ? inv_class_name(row->it->cls) : "-");
+		return;
+	case F_HASH:
+		snprintf(buf, FIELD_MAX, "%s", !row->it || !row->it->hash ? "-" : row->it->hash[0] ? row->it->hash : "base");
+		return;
+	case F_OWNER:
+		snprintf(buf, FIELD_MAX, "%s", row_owner(row->it));
+		return;
 	case F_COUNT: break;
 	}
 	buf[fmt_u64(buf, v)] = '\0';
 }
 
-static void print_table(const struct tm_devlist *devs, const struct tm_dev_usage *st, uint64_t bsect,
-			const enum field *fields, size_t nf, int headers)
+static struct ls_row make_row(const struct tm_devlist *devs, const struct tm_dev_usage *st,
+			      const struct inventory *inv, size_t i)
+{
+	struct ls_row r = { &devs->dev[i], &st[i], inv ? inv_item_for_device(inv, devs->dev[i].dev_id) : NULL };
+	return r;
+}
+
+/* Right-aligned numbers, left-aligned text columns. */
+static int field_is_text(enum field f)
+{
+	return f == F_CLASS || f == F_HASH || f == F_OWNER;
+}
+
+static void print_table(const struct tm_devlist *devs, const struct tm_dev_usage *st, const struct inventory *inv,
+			uint64_t bsect, const enum field *fields, size_t nf, int headers)
 {
 	size_t width[64] = { 0 };
-	char buf[32];
+	char buf[FIELD_MAX];
 	for (size_t j = 0; j < nf; j++)
 		width[j] = headers ? strlen(field_names[fields[j]]) : 1;
-	for (size_t i = 0; i < devs->n; i++)
+	for (size_t i = 0; i < devs->n; i++) {
+		struct ls_row row = make_row(devs, st, inv, i);
 		for (size_t j = 0; j < nf; j++) {
-			field_value(fields[j], &devs->dev[i], &st[i], bsect, buf);
+			field_value(fields[j], &row, bsect, buf);
 			if (strlen(buf) > width[j])
 				width[j] = strlen(buf);
 		}
-	if (headers)
-		for (size_t j = 0; j < nf; j++)
-			printf("%*s%s", (int)width[j], field_names[fields[j]], j + 1 < nf ? " " : "\n");
-	for (size_t i = 0; i < devs->n; i++)
+	}
+	for (size_t i = 0; i < devs->n + (headers ? 1 : 0); i++) {
+		struct ls_row row = { 0 };
+		if (!headers || i > 0)
+			row = make_row(devs, st, inv, headers ? i - 1 : i);
 		for (size_t j = 0; j < nf; j++) {
-			field_value(fields[j], &devs->dev[i], &st[i], bsect, buf);
-			printf("%*s%s", (int)width[j], buf, j + 1 < nf ? " " : "\n");
+			const char *text = buf;
+			if (headers && i == 0)
+				text = field_names[fields[j]];
+			else
+				field_value(fields[j], &row, bsect, buf);
+			/* Numbers right-aligned; text left-aligned, unpadded when last. */
+			int w = field_is_text(fields[j]) && j + 1 == nf ? 0 : (int)width[j];
+			printf(field_is_text(fields[j]) ? "%-*s%s" : "%*s%s", w, text, j + 1 < nf ? " " : "\n");
 		}
+	}
 }
 
 static void json_u64(struct json_object *o, const char *k, uint64_t v)
@@ -147,7 +209,8 @@ static void json_u64(struct json_object *o, const char *k, uint64_t v)
 }
 
 static int print_json(const char *path, const struct tm_superblock *sb, uint64_t nr_data_blocks,
-		      const struct tm_devlist *devs, const struct tm_dev_usage *st, unsigned long damage)
+		      const struct tm_devlist *devs, const struct tm_dev_usage *st, const struct inventory *inv,
+		      unsigned long damage)
 {
 	uint64_t bbytes = (uint64_t)sb->data_block_size * 512;
 	struct json_object *root = json_object_new_object();
@@ -184,6 +247,13 @@ static int print_json(const char *path, const struct tm_superblock *sb, uint64_t
 		}
 		json_object_object_add(o, "has_details", json_object_new_boolean(d->in_details));
 		json_object_object_add(o, "has_mappings", json_object_new_boolean(d->in_mapping));
+		if (inv) {
+			/* Present only when a Docker root was read. */
+			const struct inv_item *it = inv_item_for_device(inv, d->dev_id);
+			json_object_object_add(o, "class", it ? json_object_new_string(inv_class_name(it->cls)) : NULL);
+			json_object_object_add(o, "hash", it && it->hash ? json_object_new_string(it->hash) : NULL);
+			json_object_object_add(o, "owner", it && strcmp(row_owner(it), "-") ? json_object_new_string(row_owner(it)) : NULL);
+		}
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(root, "devices", arr);
@@ -207,7 +277,7 @@ int cmd_ls(struct dmr_cli *cli, int argc, char **argv)
 	};
 	enum field fields[64];
 	size_t nf = 0;
-	const char *spec = DEFAULT_FIELDS;
+	const char *spec = NULL;
 	int headers = 1, use_snap = 0, c, rc = DMR_EXIT_OK;
 
 	while ((c = getopt_long(argc, argv, DMR_GLOBAL_SHORTOPTS "o:m", longopts, NULL)) != -1) {
@@ -229,6 +299,14 @@ int cmd_ls(struct dmr_cli *cli, int argc, char **argv)
 	}
 	if (optind < argc)
 		return dmr_cli_usage_error(cli, "ls", "unexpected argument '%s'", argv[optind]);
+	/* The owner columns need Docker's files: the root's, when the pool is
+	 * the root's own (not one named with --metadata). */
+	char mdir[4200];
+	struct stat sbuf;
+	snprintf(mdir, sizeof(mdir), "%s/devicemapper/metadata", cli->root);
+	int docker = !cli->metadata_path && stat(mdir, &sbuf) == 0 && S_ISDIR(sbuf.st_mode);
+	if (!spec)
+		spec = docker ? DEFAULT_FIELDS_DOCKER : DEFAULT_FIELDS;
 	char bad[64] = "";
 	int fr = parse_fields(spec, fields, &nf, bad, sizeof(bad));
 	if (fr == -1) {
@@ -244,6 +322,9 @@ int cmd_ls(struct dmr_cli *cli, int argc, char **argv)
 	struct dmr_err err = { 0 };
 	struct tm_usage u = { 0 };
 	struct tm_dev_usage *st = NULL;
+	struct dk_state ds = { 0 };
+	struct inventory inv = { 0 };
+	int have_inv = 0;
 	rc = dmr_pool_view_open(cli, &v, use_snap, 0);
 	if (rc == DMR_EXIT_OK)
 		rc = dmr_pool_view_roots(&v, NULL, NULL, 0);
@@ -263,13 +344,25 @@ int cmd_ls(struct dmr_cli *cli, int argc, char **argv)
 	}
 	for (size_t r = 0; r < v.nroots; r++)
 		st[v.dev_of_root[r]] = u.dev[r];
+	if (docker) {
+		/* Owners are a bonus: a Docker side that cannot be read leaves
+		 * the columns at "-" and says why, once. */
+		struct dmr_err derr = { 0 };
+		if (dk_state_read(cli->root, &ds, &derr) == 0 &&
+		    inv_build(&inv, v.pool, &v.devs, v.dev_of_root, v.nroots, &u, &ds, NULL, &derr) == 0)
+			have_inv = 1;
+		else if (!cli->quiet)
+			dmr_cli_error(cli, "%s: owners unknown: %s", cli->root, derr.msg);
+	}
 
 	if (cli->json)
-		print_json(v.pool->path, v.sb, nr_data_blocks, &v.devs, st, v.log.count);
+		print_json(v.pool->path, v.sb, nr_data_blocks, &v.devs, st, have_inv ? &inv : NULL, v.log.count);
 	else
-		print_table(&v.devs, st, v.sb->data_block_size, fields, nf, headers);
+		print_table(&v.devs, st, have_inv ? &inv : NULL, v.sb->data_block_size, fields, nf, headers);
 	rc = dmr_cli_finish_stdout(cli, v.log.count ? DMR_EXIT_DAMAGE : DMR_EXIT_OK);
 out:
+	inv_free(&inv);
+	dk_state_free(&ds);
 	tm_usage_free(&u);
 	free(st);
 	dmr_pool_view_close(&v);

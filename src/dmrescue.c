@@ -19,6 +19,7 @@ struct command {
 static const struct command commands[] = {
 	{ "dump", cmd_dump, "print the pool metadata as thin_dump-compatible XML" },
 	{ "ls", cmd_ls, "list thin devices with mapped, exclusive and shared space" },
+	{ "scan", cmd_scan, "map every device to its Docker owner and find leftovers" },
 };
 
 static void usage(FILE *out)
