@@ -244,8 +244,12 @@ static int build_indexes(struct build *b)
 		for (size_t k = 0; k < st->images[i].nr_diff_ids && st->images[i].chain_ids && !r; k++)
 			r = sidx_add(&b->imgchain, st->images[i].chain_ids[k], &st->images[i], 0);
 	}
-	for (size_t i = 0; i < st->nr_buildkit && !r; i++)
+	for (size_t i = 0; i < st->nr_buildkit && !r; i++) {
 		r = sidx_add(&b->buildkit, st->buildkit[i].key, &st->buildkit[i], 0);
+		/* Commit(name, key) keeps the device under key: bucket name points at it. */
+		if (!r && st->buildkit[i].committed_to)
+			r = sidx_add(&b->buildkit, st->buildkit[i].committed_to, &st->buildkit[i], 1);
+	}
 	for (size_t i = 0; i < st->nr_cs_layers && !r; i++)
 		r = sidx_add(&b->cslayers, st->cs_layers[i].id, &st->cs_layers[i], 0);
 	if (r)
@@ -404,9 +408,14 @@ static int docker_facts(struct build *b, struct inv_item *it, const char *hash)
 			add_image_owner(b, it, ie->val);
 		evidence(it, "containers.json: container %s uses layer %s", short_id(c->id), short_id(hash));
 	}
-	if (sidx_has(&b->buildkit, hash)) {
+	e = sidx_find(&b->buildkit, hash);
+	if (e) {
+		const struct dk_buildkit_snapshot *bs = e->val;
 		it->facts |= INV_F_BUILDKIT;
-		evidence(it, "buildkit/snapshots.db has snapshot %s", hash);
+		if (e->flags)
+			evidence(it, "buildkit/snapshots.db: snapshot %s was committed from %s", bs->key, hash);
+		else
+			evidence(it, "buildkit/snapshots.db has snapshot %s", hash);
 	}
 	return 0;
 }

@@ -414,6 +414,7 @@ static void snapshot_clear(struct dk_buildkit_snapshot *s)
 	free(s->key);
 	free(s->parent);
 	free(s->chain_id);
+	free(s->committed_to);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -434,8 +435,12 @@ static int snapshot_field(struct bolt *b, void *ctx, const char *where, int dept
 		dst = &s->parent;
 	else if (key_is(key, klen, "chainid"))
 		dst = &s->chain_id;
-	else if (key_is(key, klen, "committed") || key_is(key, klen, "iscommitted"))
+	else if (key_is(key, klen, "committed")) {
 		s->committed = 1;
+		dst = &s->committed_to;
+	} else if (key_is(key, klen, "iscommitted")) {
+		s->committed = 1;
+	}
 	if (!dst)
 		return 0;
 	char *str = NULL;

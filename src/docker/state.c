@@ -315,12 +315,7 @@ void dk_state_free(struct dk_state *st)
 	for (size_t i = 0; i < st->nr_containers; i++)
 		dk_container_clear(&st->containers[i]);
 	free(st->containers);
-	for (size_t i = 0; i < st->nr_buildkit; i++) {
-		free(st->buildkit[i].key);
-		free(st->buildkit[i].parent);
-		free(st->buildkit[i].chain_id);
-	}
-	free(st->buildkit);
+	dk_buildkit_free(st->buildkit, st->nr_buildkit);
 	for (size_t i = 0; i < st->nr_cs_layers; i++) {
 		free(st->cs_layers[i].id);
 		free(st->cs_layers[i].parent);

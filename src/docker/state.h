@@ -133,6 +133,7 @@ struct dk_buildkit_snapshot {
 	char *parent;    /* parent key or NULL */
 	char *chain_id;  /* set once it became an image layer */
 	int committed;
+	char *committed_to; /* "committed": the key (device) this name was committed from */
 };
 
 /* containers/storage layers.json entry. */

@@ -78,6 +78,11 @@ static void expect_snapshots(const struct dk_buildkit_snapshot *s, size_t nr, st
 		else
 			assert_null(s[i].chain_id);
 		assert_int_equal(s[i].committed, w[i].committed);
+		/* "committed" names the key the snapshot was committed from. */
+		if (w[i].committed)
+			assert_string_equal(s[i].committed_to ? s[i].committed_to : "(null)", w[i].key);
+		else
+			assert_null(s[i].committed_to);
 	}
 }
 
