@@ -13,6 +13,10 @@ DMR_DEB_PACKAGES=(
 	xfsprogs e2fsprogs
 )
 
+# Reference tools only the test suite uses as oracles (scripts/test adds them):
+# Go and the real bbolt library, to cross-check the BuildKit database reader.
+DMR_TEST_PACKAGES=(golang-go golang-github-coreos-bbolt-dev)
+
 # The top of the source tree: the parent of the directory holding this file.
 DMR_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
