@@ -15,6 +15,7 @@ DMR_DEB_PACKAGES=(
 
 # Reference tools only the test suite uses as oracles (scripts/test adds them):
 # Go and the real bbolt library, to cross-check the BuildKit database reader.
+# shellcheck disable=SC2034 # used by scripts/test
 DMR_TEST_PACKAGES=(golang-go golang-github-coreos-bbolt-dev)
 
 # The top of the source tree: the parent of the directory holding this file.
