@@ -27,9 +27,13 @@ static void scan_usage(FILE *out)
 	      "Global options (-r, --metadata, --data, -q) work here too; see dmrescue --help.\n", out);
 }
 
+/* "38MiB", or "62 bytes" below a KiB so a bare number is never ambiguous. */
 static const char *human(uint64_t bytes, char *buf)
 {
-	return fmt_disk_unit(bytes, buf);
+	fmt_disk_unit(bytes, buf);
+	if (bytes < 1024)
+		snprintf(buf, 32, "%llu bytes", (unsigned long long)bytes);
+	return buf;
 }
 
 static const char *layout_name(enum dk_layout l)

@@ -82,3 +82,31 @@ finish() {
 	[ "$PASSES" -gt 0 ] || exit 1
 	exit 0
 }
+
+# Builds the synthetic Docker root of a scenario once per build tree, into
+# $top_builddir/tests/fixtures/roots/SCENARIO (tests run in parallel).
+ensure_dockerroot() {
+	scenario=$1
+	need thin_restore thin_check mkfs.xfs mkfs.ext4
+	dir="$top_builddir/tests/fixtures/roots/$scenario"
+	mkdir -p "$top_builddir/tests/fixtures/roots"
+	(
+		flock 9
+		gen="$top_srcdir/tests/fixtures/dockerroot/gen-dockerroot"
+		if [ ! -f "$dir/.stamp" ] || [ "$gen" -nt "$dir/.stamp" ] ||
+			[ "$top_builddir/tests/fixtures/dockerroot/dockerroot" -nt "$dir/.stamp" ]; then
+			rm -rf "$dir"
+			sh "$gen" "$dir" "$scenario" "$top_builddir" >"$dir.log" 2>&1 ||
+				{ cat "$dir.log"; exit 1; }
+			touch "$dir/.stamp"
+		fi
+	) 9>"$top_builddir/tests/fixtures/roots/.lock" || { echo "FAIL: could not build the $scenario root"; exit 1; }
+	ROOTDIR=$dir
+}
+
+# Compares scan's classes with the scenario's expect.tsv: one line
+# "thin_id hash class" per device or file, sorted.
+scan_classes() { # json-file
+	jq -r '(.devices[] | [(.thin_id // "-"), ((.hash // "-") | if . == "" then "base" else . end), .class] | @tsv),
+	       (.findings[] | select(.class == "transient") | ["-", .path, .class] | @tsv)' "$1" | sort
+}

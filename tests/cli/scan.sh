@@ -1,0 +1,55 @@
+#!/bin/sh
+# dmrescue scan on synthetic Docker roots whose every device and file has a
+# known class (tests/fixtures/dockerroot): the classes, the exit status,
+# the owners, the filesystem probe, and the report for people.
+. "$top_srcdir/tests/cli/lib.sh"
+need jq
+for scenario in healthy leftovers cstorage; do
+	ensure_dockerroot "$scenario"
+	root="$ROOTDIR/root"
+	run dmr -r "$root" scan --json
+	case $scenario in healthy) want=0 ;; *) want=1 ;; esac
+	expect_rc "$want" "$scenario: scan --json"
+	cp "$WORK/out" "$WORK/$scenario.json"
+	if jq -e '.schema == "dmrescue.scan/1"' "$WORK/out" >/dev/null; then ok "$scenario: schema id"; else fail "$scenario: schema id"; fi
+	scan_classes "$WORK/out" >"$WORK/got"
+	# expect.tsv: thin_id, hash, class, note
+	# transients are named by their path: the note's text before ": "
+	awk -F'\t' '!/^#/ && NF >= 3 {
+		h = $2; if (h == "") h = "base"
+		if ($3 == "transient") { h = $4; sub(/: .*/, "", h) }
+		print $1 "\t" h "\t" $3 }' "$ROOTDIR/expect.tsv" | sort >"$WORK/want"
+	if cmp -s "$WORK/want" "$WORK/got"; then ok "$scenario: every device and file has its expected class"; else
+		fail "$scenario: classes differ from expect.tsv"; diff "$WORK/want" "$WORK/got"; fi
+	run dmr -r "$root" scan
+	expect_rc "$want" "$scenario: scan"
+	# The pool name comes from the build directory's device and inode, and
+	# what the data file takes on the host depends on its filesystem.
+	sed -e "s|$ROOTDIR|ROOT|g" -e 's/\(docker\|container\)-[0-9]*:[0-9]*-[0-9]*-pool/\1-MAJ:MIN-INO-pool/' \
+		-e 's/takes [^;]* on disk; [^ ]* of it/takes N on disk; N of it/' \
+		-e 's/, [^ ]* of host disk/, N of host disk/' "$WORK/out" >"$WORK/report"
+	golden "scan/$scenario.report" "$WORK/report"
+done
+
+# Owners and filesystems on the healthy host.
+j="$WORK/healthy.json"
+if jq -e '[.devices[] | select(.class == "container")] | length == 2 and all(.owners.containers | length == 1)' "$j" >/dev/null; then
+	ok "healthy: both containers are named"; else fail "healthy: container owners"; fi
+if jq -e '[.devices[] | select(.class == "image-layer")] | all(.owners.images | length >= 1)' "$j" >/dev/null; then
+	ok "healthy: every image layer names its images"; else fail "healthy: image owners"; fi
+uuid=$(jq -r '.devices[] | select(.class == "base") | .fs.uuid' "$j")
+fstype=$(jq -r '.devices[] | select(.class == "base") | .fs.type' "$j")
+dsuuid=$(jq -r '.BaseDeviceUUID // empty' "$ROOTDIR/root/devicemapper/metadata/deviceset-metadata")
+if [ -n "$uuid" ] && [ "$uuid" = "$dsuuid" ] && [ "$fstype" = xfs ]; then
+	ok "healthy: the base filesystem (xfs $uuid) probed through the pool matches BaseDeviceUUID"
+else
+	fail "healthy: base fs '$fstype' '$uuid', deviceset-metadata says '$dsuuid'"
+fi
+if jq -e '[.devices[] | select(.thin_id != null and .class != "pool-orphan") | .fs.uuid] | unique | length == 1' "$j" >/dev/null; then
+	ok "healthy: every snapshot shares the base's filesystem UUID"; else fail "healthy: snapshot UUIDs"; fi
+# Exclusive bytes are what each leftover holds alone.
+j="$WORK/leftovers.json"
+if jq -e '[.findings[] | select(.thin_id != null)] | all(.reclaim_bytes >= 0)' "$j" >/dev/null &&
+	jq -e '.pool.reclaimable_bytes != null' "$j" >/dev/null; then
+	ok "leftovers: reclaim figures present"; else fail "leftovers: reclaim figures"; fi
+finish
