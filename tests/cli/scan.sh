@@ -26,8 +26,8 @@ for scenario in healthy leftovers cstorage; do
 	# The pool name comes from the build directory's device and inode, and
 	# what the data file takes on the host depends on its filesystem.
 	sed -e "s|$ROOTDIR|ROOT|g" -e 's/\(docker\|container\)-[0-9]*:[0-9]*-[0-9]*-pool/\1-MAJ:MIN-INO-pool/' \
-		-e 's/takes [^;]* on disk; [^ ]* of it/takes N on disk; N of it/' \
-		-e 's/, [^ ]* of host disk/, N of host disk/' "$WORK/out" >"$WORK/report"
+		-e 's/takes [^;]* on disk; .* of it is/takes N on disk; N of it is/' \
+		-e 's/, [^,]* of host disk/, N of host disk/' "$WORK/out" >"$WORK/report"
 	golden "scan/$scenario.report" "$WORK/report"
 done
 
