@@ -86,16 +86,8 @@ static int parse_config(struct dk_scan *s, const char *path, const struct fsr_fi
 		r = get_str(doc.root, "Driver", &c->driver, err, errlen);
 	if (!r)
 		get_state(doc.root, c, err, errlen);
-	struct json_object *config = gj_member(doc.root, "Config");
-	if (!r && config && !json_object_is_type(config, json_type_object)) {
-		snprintf(why, sizeof(why), "Config: %s, not an object", gj_type_name(json_object_get_type(config)));
-		dk_first_error(err, errlen, "", why);
-	} else if (!r && config) {
-		r = gj_get_labels(config, "Labels", DK_MAX_LIST_ITEMS, &c->labels, &c->nr_labels, why, sizeof(why));
-		if (r == GJ_BAD)
-			dk_first_error(err, errlen, "Config.", why);
-		r = r < 0 ? r : 0;
-	}
+	if (!r)
+		r = dk_read_labels(doc.root, "Config", &c->labels, &c->nr_labels, err, errlen);
 	if (!r && doc.dup_key[0])
 		r = dk_problem(s, path, "duplicate key %s (the last one counts, as for Docker)", doc.dup_key);
 	gj_free(&doc);

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "docker/gojson.h"
 #include "docker/parsers.h"
 
 #include <limits.h>
@@ -61,16 +62,7 @@ static struct json_object *member(struct json_object *obj, const char *key)
 
 static const char *type_name(struct json_object *v)
 {
-	switch (json_object_get_type(v)) {
-	case json_type_null: return "null";
-	case json_type_boolean: return "a boolean";
-	case json_type_double:
-	case json_type_int: return "a number";
-	case json_type_object: return "an object";
-	case json_type_array: return "an array";
-	case json_type_string: return "a string";
-	}
-	return "something else";
+	return gj_type_name(json_object_get_type(v));
 }
 
 /* A JSON string without NUL bytes, copied; 1 when v is not one. */

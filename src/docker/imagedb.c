@@ -145,7 +145,6 @@ static int parse_image(struct dk_scan *s, const char *path, const struct fsr_fil
 		       char *err, size_t errlen)
 {
 	struct gj_doc doc;
-	char why[DK_MSG_MAX];
 	int r = gj_parse(file->data, file->len, &doc, err, errlen);
 	if (r)
 		return r == DMR_ENOMEM ? r : 0;
@@ -155,16 +154,8 @@ static int parse_image(struct dk_scan *s, const char *path, const struct fsr_fil
 		return 0;
 	}
 	r = parse_rootfs(doc.root, im, err, errlen);
-	struct json_object *config = gj_member(doc.root, "config");
-	if (!r && config && !json_object_is_type(config, json_type_object)) {
-		snprintf(why, sizeof(why), "config: %s, not an object", gj_type_name(json_object_get_type(config)));
-		dk_first_error(err, errlen, "", why);
-	} else if (!r && config) {
-		r = gj_get_labels(config, "Labels", DK_MAX_LIST_ITEMS, &im->labels, &im->nr_labels, why, sizeof(why));
-		if (r == GJ_BAD)
-			dk_first_error(err, errlen, "config.", why);
-		r = r < 0 ? r : 0;
-	}
+	if (!r)
+		r = dk_read_labels(doc.root, "config", &im->labels, &im->nr_labels, err, errlen);
 	if (!r && doc.dup_key[0])
 		r = dk_problem(s, path, "duplicate key %s (the last one counts, as for Docker)", doc.dup_key);
 	gj_free(&doc);

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "docker/scan.h"
+#include "docker/gojson.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -171,4 +172,24 @@ int dk_is_hash_name(const char *s)
 			return 0;
 	}
 	return 1;
+}
+
+int dk_read_labels(struct json_object *root, const char *member, struct dk_label **labels, size_t *nr,
+		   char *err, size_t errlen)
+{
+	char why[256], prefix[64];
+	struct json_object *parent = gj_member(root, member);
+	if (!parent)
+		return 0;
+	if (!json_object_is_type(parent, json_type_object)) {
+		snprintf(why, sizeof(why), "%s: %s, not an object", member, gj_type_name(json_object_get_type(parent)));
+		dk_first_error(err, errlen, "", why);
+		return 0;
+	}
+	int r = gj_get_labels(parent, "Labels", DK_MAX_LIST_ITEMS, labels, nr, why, sizeof(why));
+	if (r == GJ_BAD) {
+		snprintf(prefix, sizeof(prefix), "%s.", member);
+		dk_first_error(err, errlen, prefix, why);
+	}
+	return r < 0 ? r : 0;
 }

@@ -60,6 +60,14 @@ char *dk_path(const struct fsr_dir *at, const char *rel);
  * the first reason something is not valid is the one kept. */
 void dk_first_error(char *err, size_t size, const char *prefix, const char *why);
 
+struct json_object;
+/* Reads <parent>.Labels where parent is the member `member` of root
+ * ("Config" of a container, "config" of an image): a wrong shape is the
+ * first error ("Config.Labels: ..."), not a failure. Negative only for
+ * memory. */
+int dk_read_labels(struct json_object *root, const char *member, struct dk_label **labels, size_t *nr,
+		   char *err, size_t errlen);
+
 /* Drops one trailing newline (Docker writes none; people editing by hand do). */
 void dk_chomp(struct fsr_file *f);
 
