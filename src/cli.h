@@ -118,5 +118,6 @@ void dmr_pool_view_close(struct dmr_pool_view *v);
 int cmd_dump(struct dmr_cli *cli, int argc, char **argv);
 int cmd_ls(struct dmr_cli *cli, int argc, char **argv);
 int cmd_scan(struct dmr_cli *cli, int argc, char **argv);
+int cmd_check(struct dmr_cli *cli, int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const struct command commands[] = {
 	{ "dump", cmd_dump, "print the pool metadata as thin_dump-compatible XML" },
 	{ "ls", cmd_ls, "list thin devices with mapped, exclusive and shared space" },
 	{ "scan", cmd_scan, "map every device to its Docker owner and find leftovers" },
+	{ "check", cmd_check, "check the pool and Docker's files, stricter than thin_check" },
 };
 
 static void usage(FILE *out)
