@@ -47,14 +47,22 @@ struct queue {
 	size_t n, cap;
 };
 
-/* Expected data reference counts, 16 bits a block in chunks allocated on
- * first use; counts that reach 0xffff continue in a sorted overflow list. */
-#define DCHUNK 16384u
+/* Expected data reference counts: 2 bits a block (0, 1, 2, 3 = see the
+ * hash table) in chunks allocated on first use, as compact as the space
+ * map itself; counts of 3 and more live in a hash table. */
+#define DCHUNK 65536u
+/* block + 1 in the low 40 bits (0 = empty slot), the count in the high 24
+ * (saturating: no real pool has 16M leaves sharing one block). */
+struct dbig {
+	uint64_t v;
+};
+#define DBIG_BLOCK(e) ((e).v & ((1ull << 40) - 1))
+#define DBIG_COUNT(e) ((e).v >> 40)
 struct dcounts {
 	uint64_t nr_blocks;
-	uint16_t **chunk;
+	uint8_t **chunk; /* DCHUNK / 4 bytes each */
 	uint64_t nr_chunks;
-	struct { uint64_t block; uint64_t count; } *big;
+	struct dbig *big; /* open addressing, power-of-two size */
 	size_t nr_big, cap_big;
 };
 
@@ -190,46 +198,65 @@ static void ref_node(struct checker *c, struct queue *next, struct qent e)
 		c->oom = 1;
 }
 
+static struct dbig *big_slot(struct dbig *t, size_t cap, uint64_t b)
+{
+	size_t i = (size_t)((b * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+	while (DBIG_BLOCK(t[i]) && DBIG_BLOCK(t[i]) != b + 1)
+		i = (i + 1) & (cap - 1);
+	return &t[i];
+}
+
+static int big_grow(struct dcounts *d)
+{
+	size_t cap = d->cap_big ? d->cap_big * 2 : 1024;
+	struct dbig *t = calloc(cap, sizeof(*t));
+	if (!t)
+		return -1;
+	for (size_t i = 0; i < d->cap_big; i++)
+		if (DBIG_BLOCK(d->big[i]))
+			*big_slot(t, cap, DBIG_BLOCK(d->big[i]) - 1) = d->big[i];
+	free(d->big);
+	d->big = t;
+	d->cap_big = cap;
+	return 0;
+}
+
 static int dcount_add(struct dcounts *d, uint64_t b)
 {
 	uint64_t ci = b / DCHUNK;
-	if (!d->chunk[ci] && !(d->chunk[ci] = calloc(DCHUNK, sizeof(uint16_t))))
+	if (!d->chunk[ci] && !(d->chunk[ci] = calloc(DCHUNK / 4, 1)))
 		return -1;
-	uint16_t *v = &d->chunk[ci][b % DCHUNK];
-	if (*v < UINT16_MAX) {
-		(*v)++;
+	uint32_t i = (uint32_t)(b % DCHUNK);
+	uint8_t *byte = &d->chunk[ci][i / 4];
+	unsigned sh = 2u * (i % 4u), v = (*byte >> sh) & 3u;
+	if (v < 2) {
+		*byte = (uint8_t)(*byte + (1u << sh));
 		return 0;
 	}
-	for (size_t i = 0; i < d->nr_big; i++)
-		if (d->big[i].block == b) {
-			d->big[i].count++;
-			return 0;
-		}
-	if (d->nr_big == d->cap_big) {
-		size_t cap = d->cap_big ? d->cap_big * 2 : 16;
-		void *n = realloc(d->big, cap * sizeof(*d->big));
-		if (!n)
-			return -1;
-		d->big = n;
-		d->cap_big = cap;
+	if ((d->nr_big + 1) * 4 > d->cap_big * 3 && big_grow(d))
+		return -1;
+	struct dbig *e = big_slot(d->big, d->cap_big, b);
+	if (!DBIG_BLOCK(*e)) {
+		e->v = (b + 1) | (2ull << 40);
+		d->nr_big++;
+		*byte |= (uint8_t)(3u << sh);
 	}
-	d->big[d->nr_big].block = b;
-	d->big[d->nr_big++].count = (uint64_t)UINT16_MAX + 1;
+	if (DBIG_COUNT(*e) < (1ull << 24) - 1)
+		e->v += 1ull << 40;
 	return 0;
 }
 
 static uint64_t dcount_get(const struct dcounts *d, uint64_t b)
 {
-	const uint16_t *ch = d->chunk[b / DCHUNK];
+	const uint8_t *ch = d->chunk[b / DCHUNK];
 	if (!ch)
 		return 0;
-	uint16_t v = ch[b % DCHUNK];
-	if (v < UINT16_MAX)
+	uint32_t i = (uint32_t)(b % DCHUNK);
+	unsigned v = (ch[i / 4] >> (2u * (i % 4u))) & 3u;
+	if (v < 3)
 		return v;
-	for (size_t i = 0; i < d->nr_big; i++)
-		if (d->big[i].block == b)
-			return d->big[i].count;
-	return v;
+	const struct dbig *e = big_slot(d->big, d->cap_big, b);
+	return DBIG_BLOCK(*e) ? DBIG_COUNT(*e) : 3;
 }
 
 static int remember_internal(struct checker *c, uint64_t block, const struct tm_node *n)
