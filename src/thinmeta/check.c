@@ -420,22 +420,33 @@ out:
 }
 
 /* Mappings under each bottom-level node, children before parents (the
- * reverse of the breadth-first visit order); damage below marks the node. */
+ * reverse of the breadth-first visit order); damage below marks the node.
+ * A subtree shared at different depths (an origin whose root split after a
+ * snapshot) can be read before one of its parents, which then comes first
+ * here: repeat until nothing changes, at most once per level. */
 static void sum_counts(struct checker *c)
 {
-	for (size_t k = c->nr_inodes; k-- > 0;) {
-		uint64_t b = c->inodes[k], sum = 0;
-		for (size_t j = c->ichild_start[k]; j < c->ichild_start[k + 1]; j++) {
-			uint64_t ch = c->ichild[j];
-			if (ch == 0 || ch >= c->nmeta || ch == b) {
-				c->damaged[b] = 1;
-				continue;
+	for (int pass = 0; pass < TM_BTREE_MAX_DEPTH; pass++) {
+		int changed = 0;
+		for (size_t k = c->nr_inodes; k-- > 0;) {
+			uint64_t b = c->inodes[k], sum = 0;
+			uint8_t dmg = c->damaged[b];
+			for (size_t j = c->ichild_start[k]; j < c->ichild_start[k + 1]; j++) {
+				uint64_t ch = c->ichild[j];
+				if (ch == 0 || ch >= c->nmeta || ch == b) {
+					dmg = 1;
+					continue;
+				}
+				sum += c->ncount[ch];
+				if (c->damaged[ch])
+					dmg = 1;
 			}
-			sum += c->ncount[ch];
-			if (c->damaged[ch])
-				c->damaged[b] = 1;
+			changed |= sum != c->ncount[b] || dmg != c->damaged[b];
+			c->ncount[b] = sum;
+			c->damaged[b] = dmg;
 		}
-		c->ncount[b] = sum;
+		if (!changed)
+			break;
 	}
 }
 
