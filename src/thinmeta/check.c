@@ -317,7 +317,8 @@ static void visit_leaf(struct checker *c, struct queue *next, const struct qent 
 					c->st->findings[TM_SEV_FATAL]++;
 				continue;
 			}
-			if (!c->opts->skip_data_counts && dcount_add(&c->data, db))
+			/* The data file check needs the counts too. */
+			if ((!c->opts->skip_data_counts || c->opts->data_path) && dcount_add(&c->data, db))
 				c->oom = 1;
 		}
 		break;
