@@ -718,6 +718,8 @@ int tm_check_pool(struct tm_pool *p, const struct tm_check_opts *opts, tm_findin
 	r = tm_sm_read(p, 1, &msm, sm_damage, &mdmg, err);
 	if (r)
 		goto out;
+	/* Its index block (in range: the superblock was validated) and bitmaps. */
+	stats->meta_blocks_checked++;
 	for (uint64_t b = 0; b < msm.nr_bitmaps && b < TM_MAX_METADATA_BITMAPS; b++)
 		stats->meta_blocks_checked++;
 	compare_counts(&c, &msm, &mdmg, 1);
