@@ -424,11 +424,13 @@ out:
  * reverse of the breadth-first visit order); damage below marks the node.
  * A subtree shared at different depths (an origin whose root split after a
  * snapshot) can be read before one of its parents, which then comes first
- * here: repeat until nothing changes, at most once per level. */
+ * here: repeat until nothing changes, at most once per level. A count
+ * still growing in the last pass is fed by a cycle (a child pointing back
+ * at an ancestor): it means nothing, and the node counts as damaged. */
 static void sum_counts(struct checker *c)
 {
 	for (int pass = 0; pass < TM_BTREE_MAX_DEPTH; pass++) {
-		int changed = 0;
+		int changed = 0, last = pass == TM_BTREE_MAX_DEPTH - 1;
 		for (size_t k = c->nr_inodes; k-- > 0;) {
 			uint64_t b = c->inodes[k], sum = 0;
 			uint8_t dmg = c->damaged[b];
@@ -441,6 +443,10 @@ static void sum_counts(struct checker *c)
 				sum += c->ncount[ch];
 				if (c->damaged[ch])
 					dmg = 1;
+			}
+			if (last && sum != c->ncount[b]) {
+				dmg = 1;
+				c->tree_damage = 1;
 			}
 			changed |= sum != c->ncount[b] || dmg != c->damaged[b];
 			c->ncount[b] = sum;
