@@ -74,6 +74,8 @@ const char *dmr_cli_data_path(struct dmr_cli *cli);
 /* Opens the pool read-only, printing any error; NULL on failure with
  * *exit_code set. */
 struct tm_pool *dmr_cli_open_pool(struct dmr_cli *cli, int *exit_code);
+/* The same with tm_pool_open flags; on failure fills err and prints nothing. */
+struct tm_pool *dmr_cli_open_pool_flags(struct dmr_cli *cli, unsigned flags, struct dmr_err *err);
 
 /* Flushes stdout and turns a write error into DMR_EXIT_OUTPUT. */
 int dmr_cli_finish_stdout(const struct dmr_cli *cli, int code);

@@ -199,12 +199,25 @@ int cmd_check(struct dmr_cli *cli, int argc, char **argv)
 		return dmr_cli_usage_error(cli, "check", "unexpected argument '%s'", argv[optind]);
 
 	int rc = DMR_EXIT_OK;
-	struct tm_pool *p = dmr_cli_open_pool(cli, &rc);
-	if (!p)
-		return rc;
 	struct dmr_err err = { 0 };
 	struct collected col = { 0 };
-	struct tm_check_stats stats;
+	struct tm_check_stats stats = { 0 };
+	struct tm_pool *p = dmr_cli_open_pool_flags(cli, TM_POOL_ALLOW_SHORT, &err);
+	if (!p) {
+		if (err.code != DMR_ECORRUPT)
+			return dmr_cli_fail(cli, &err);
+		/* A superblock that cannot be used is the check's answer, not
+		 * a failure to run: report it like any finding. */
+		add(&col, TM_SEV_FATAL, TM_CHK_SUPERBLOCK, -1, "%s", err.msg);
+		if (col.n)
+			col.f[0].block = 0;
+		if (cli->json)
+			print_json(dmr_cli_metadata_path(cli), &col, &stats, 0, "damaged");
+		else
+			printf("fatal %s: %s\n", TM_CHK_SUPERBLOCK, err.msg);
+		free(col.f);
+		return dmr_cli_finish_stdout(cli, DMR_EXIT_DAMAGE);
+	}
 	struct tm_check_opts opts = { .data_path = dmr_cli_data_path(cli) };
 	if (tm_check_pool(p, &opts, collect, &col, &stats, &err)) {
 		rc = dmr_cli_fail(cli, &err);

@@ -140,17 +140,25 @@ const char *dmr_cli_data_path(struct dmr_cli *cli)
 	return cli->data_buf;
 }
 
-struct tm_pool *dmr_cli_open_pool(struct dmr_cli *cli, int *exit_code)
+struct tm_pool *dmr_cli_open_pool_flags(struct dmr_cli *cli, unsigned flags, struct dmr_err *err)
 {
 	struct tm_pool *p = NULL;
-	struct dmr_err err = { 0 };
-	if (tm_pool_open(&p, dmr_cli_metadata_path(cli), 0, &err)) {
-		*exit_code = dmr_cli_fail(cli, &err);
+	if (tm_pool_open(&p, dmr_cli_metadata_path(cli), flags, err))
 		return NULL;
-	}
 	if (cli->verbose)
 		fprintf(stderr, "%s: %s: %llu metadata blocks, read with %s\n", cli->prog, p->path,
 			(unsigned long long)p->file_blocks, tm_blocksrc_engine(p->bs));
+	return p;
+}
+
+struct tm_pool *dmr_cli_open_pool(struct dmr_cli *cli, int *exit_code)
+{
+	struct dmr_err err = { 0 };
+	struct tm_pool *p = dmr_cli_open_pool_flags(cli, 0, &err);
+	if (!p) {
+		*exit_code = dmr_cli_fail(cli, &err);
+		return NULL;
+	}
 	return p;
 }
 

@@ -35,6 +35,7 @@ static const uint32_t kind_value_size[K_NKINDS] = {
 
 struct qent {
 	uint64_t block;
+	uint64_t parent; /* the node (or superblock, 0) holding the reference */
 	uint64_t lo, hi; /* keys the parent allows; hi exclusive, UINT64_MAX open */
 	int64_t dev;     /* the device whose tree reached it first (bottom level) */
 	uint8_t kind;
@@ -88,6 +89,9 @@ struct checker {
 	const char *codes[32];
 	size_t nr_codes;
 	int tree_damage; /* some node was damaged: unreferenced counts may be its */
+	/* key ranges lost in the details and top-level trees */
+	uint64_t (*lost)[3]; /* kind, lo, hi */
+	size_t nr_lost, cap_lost;
 	int oom;
 };
 
@@ -151,6 +155,28 @@ static void node_damage(struct checker *c, const struct qent *q, const char *cod
 	if (q->kind == K_BOTTOM && q->block < c->nmeta)
 		c->damaged[q->block] = 1;
 	c->tree_damage = 1;
+	if (q->kind == K_DETAILS || q->kind == K_TOP) {
+		if (c->nr_lost == c->cap_lost) {
+			size_t cap = c->cap_lost ? c->cap_lost * 2 : 8;
+			void *n = realloc(c->lost, cap * sizeof(*c->lost));
+			if (!n)
+				return;
+			c->lost = n;
+			c->cap_lost = cap;
+		}
+		c->lost[c->nr_lost][0] = q->kind;
+		c->lost[c->nr_lost][1] = q->lo;
+		c->lost[c->nr_lost++][2] = q->hi;
+	}
+}
+
+/* Whether a device id falls in a range lost with a damaged node. */
+static int lost_with_damage(const struct checker *c, enum kind k, uint64_t dev)
+{
+	for (size_t i = 0; i < c->nr_lost; i++)
+		if (c->lost[i][0] == (uint64_t)k && dev >= c->lost[i][1] && (c->lost[i][2] == UINT64_MAX || dev < c->lost[i][2]))
+			return 1;
+	return 0;
 }
 
 static int push(struct queue *qu, struct qent e)
@@ -167,15 +193,12 @@ static int push(struct queue *qu, struct qent e)
 	return 0;
 }
 
-/* One more reference to a metadata block that is not a btree node. */
-static void ref_plain(struct checker *c, uint64_t block, const char *what)
+/* One more reference to a metadata block that is not a btree node
+ * (bitmaps, the index block, a snapshot superblock). A bad number is
+ * reported by whoever reads that block (the space map loader). */
+static void ref_plain(struct checker *c, uint64_t block)
 {
-	if (block == 0 || block >= c->nmeta) {
-		finding(c, TM_SEV_FATAL, TM_CHK_NODE_RANGE, block, -1, "%s at block %llu is outside the metadata (%llu blocks)",
-			what, (unsigned long long)block, (unsigned long long)c->nmeta);
-		return;
-	}
-	if (c->mref[block] < UINT32_MAX)
+	if (block > 0 && block < c->nmeta && c->mref[block] < UINT32_MAX)
 		c->mref[block]++;
 }
 
@@ -183,10 +206,13 @@ static void ref_plain(struct checker *c, uint64_t block, const char *what)
 static void ref_node(struct checker *c, struct queue *next, struct qent e)
 {
 	if (e.block == 0 || e.block >= c->nmeta) {
-		char why[128];
+		/* Name the node holding the bad pointer: the one to repair. */
+		char why[160];
+		struct qent at = e;
+		at.block = e.parent;
 		snprintf(why, sizeof(why), "points at block %llu, outside the metadata (1..%llu)",
 			 (unsigned long long)e.block, (unsigned long long)(c->nmeta - 1));
-		node_damage(c, &e, TM_CHK_NODE_RANGE, why);
+		node_damage(c, &at, TM_CHK_NODE_RANGE, why);
 		return;
 	}
 	if (c->mref[e.block] < UINT32_MAX)
@@ -296,8 +322,8 @@ static void visit_leaf(struct checker *c, struct queue *next, const struct qent 
 	switch (q->kind) {
 	case K_TOP:
 		for (uint32_t i = 0; i < n->nr_entries; i++) {
-			struct qent e = { .block = tm_node_value64(n, i), .hi = UINT64_MAX, .dev = (int64_t)tm_node_key(n, i),
-					  .kind = K_BOTTOM, .is_root = 1 };
+			struct qent e = { .block = tm_node_value64(n, i), .parent = q->block, .hi = UINT64_MAX,
+					  .dev = (int64_t)tm_node_key(n, i), .kind = K_BOTTOM, .is_root = 1 };
 			ref_node(c, next, e);
 		}
 		break;
@@ -324,7 +350,7 @@ static void visit_leaf(struct checker *c, struct queue *next, const struct qent 
 		break;
 	case K_DATA_INDEX:
 		for (uint32_t i = 0; i < n->nr_entries; i++)
-			ref_plain(c, tm_le64(tm_node_value(n, i)), "a data space map bitmap");
+			ref_plain(c, tm_le64(tm_node_value(n, i)));
 		break;
 	default: /* details and overflow values hold no block numbers */
 		break;
@@ -371,7 +397,7 @@ static void visit(struct checker *c, struct queue *next, const struct qent *q, c
 		c->oom = 1;
 	for (uint32_t i = 0; i < n.nr_entries; i++) {
 		struct qent e = {
-			.block = tm_node_value64(&n, i), .lo = tm_node_key(&n, i),
+			.block = tm_node_value64(&n, i), .parent = q->block, .lo = tm_node_key(&n, i),
 			.hi = i + 1 < n.nr_entries ? tm_node_key(&n, i + 1) : q->hi,
 			.dev = q->dev, .kind = q->kind, .depth = (uint8_t)(q->depth + 1),
 		};
@@ -578,7 +604,7 @@ static void flush_summaries(struct checker *c)
 static void ref_metadata_sm(struct checker *c)
 {
 	const struct tm_sm_root *r = &c->p->sb.metadata_sm;
-	ref_plain(c, r->bitmap_root, "the metadata space map index");
+	ref_plain(c, r->bitmap_root);
 	unsigned char *buf = tm_block_alloc(1);
 	struct dmr_err e = { 0 };
 	if (!buf) {
@@ -589,7 +615,7 @@ static void ref_metadata_sm(struct checker *c)
 	    tm_block_csum_ok(buf, TM_SALT_INDEX) && tm_le64(buf + 8) == r->bitmap_root) {
 		uint64_t nb = (r->nr_blocks + TM_ENTRIES_PER_BITMAP - 1) / TM_ENTRIES_PER_BITMAP;
 		for (uint64_t i = 0; i < nb && i < TM_MAX_METADATA_BITMAPS; i++)
-			ref_plain(c, tm_le64(buf + 16 + 16 * i), "a metadata space map bitmap");
+			ref_plain(c, tm_le64(buf + 16 + 16 * i));
 	}
 	/* An unreadable index is reported when the space map is loaded. */
 	free(buf);
@@ -608,11 +634,12 @@ static void check_devices(struct checker *c, const struct tm_superblock *sb, con
 	c->st->devices += devs.n;
 	for (size_t i = 0; i < devs.n; i++) {
 		const struct tm_device *d = &devs.dev[i];
-		if (!d->in_details)
+		if (!d->in_details && !lost_with_damage(c, K_DETAILS, d->dev_id))
 			finding(c, TM_SEV_FATAL, TM_CHK_DEVICE_NO_DETAILS, UINT64_MAX, (int64_t)d->dev_id,
 				"%sdevice %llu has a mapping tree but no details", which, (unsigned long long)d->dev_id);
 		if (!d->in_mapping) {
-			finding(c, TM_SEV_FATAL, TM_CHK_DEVICE_NO_MAPPING, UINT64_MAX, (int64_t)d->dev_id,
+			if (!lost_with_damage(c, K_TOP, d->dev_id))
+				finding(c, TM_SEV_FATAL, TM_CHK_DEVICE_NO_MAPPING, UINT64_MAX, (int64_t)d->dev_id,
 				"%sdevice %llu has details but no mapping tree", which, (unsigned long long)d->dev_id);
 			continue;
 		}
@@ -680,7 +707,12 @@ int tm_check_pool(struct tm_pool *p, const struct tm_check_opts *opts, tm_findin
 	if (sb->flags & TM_SB_FLAG_NEEDS_CHECK)
 		finding(&c, TM_SEV_WARNING, TM_CHK_NEEDS_CHECK, 0, -1,
 			"block 0: the needs_check flag is set: the kernel saw a metadata error and keeps the pool read-only");
-	if (p->file_blocks > sb->metadata_sm.nr_blocks && sb->metadata_sm.nr_blocks < TM_MAX_METADATA_BLOCKS)
+	if (p->file_blocks < sb->metadata_sm.nr_blocks)
+		finding(&c, TM_SEV_FATAL, TM_CHK_METADATA_SIZE, UINT64_MAX, -1,
+			"the metadata space map covers %llu blocks but the file holds %llu: it was cut short, "
+			"and the kernel refuses such a pool", (unsigned long long)sb->metadata_sm.nr_blocks,
+			(unsigned long long)p->file_blocks);
+	else if (p->file_blocks > sb->metadata_sm.nr_blocks && sb->metadata_sm.nr_blocks < TM_MAX_METADATA_BLOCKS)
 		finding(&c, TM_SEV_INFO, TM_CHK_METADATA_SIZE, UINT64_MAX, -1,
 			"the metadata file has %llu blocks, the space map covers %llu (the kernel grows it at the next activation)",
 			(unsigned long long)p->file_blocks, (unsigned long long)sb->metadata_sm.nr_blocks);
@@ -699,7 +731,7 @@ int tm_check_pool(struct tm_pool *p, const struct tm_check_opts *opts, tm_findin
 	int have_snap = 0;
 	if (sb->held_root) {
 		struct dmr_err se = { 0 };
-		ref_plain(&c, sb->held_root, "the metadata snapshot superblock");
+		ref_plain(&c, sb->held_root);
 		if (tm_pool_read_snapshot(p, 0, &snap, &se) == 0) {
 			have_snap = 1;
 			stats->meta_blocks_checked++;
@@ -757,6 +789,7 @@ out:
 	free(c.data.chunk);
 	free(c.data.big);
 	free(c.inodes);
+	free(c.lost);
 	free(c.ichild);
 	free(c.ichild_start);
 	return r;

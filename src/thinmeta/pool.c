@@ -11,7 +11,7 @@ int tm_pool_open(struct tm_pool **out, const char *path, unsigned bsflags, struc
 	struct tm_pool *p = calloc(1, sizeof(*p));
 	if (!p)
 		return dmr_err_set(err, DMR_ENOMEM, "%s: out of memory", path);
-	int r = tm_blocksrc_open(&p->bs, path, bsflags, err);
+	int r = tm_blocksrc_open(&p->bs, path, bsflags & ~TM_POOL_ALLOW_SHORT, err);
 	if (r) {
 		free(p);
 		return r;
@@ -30,7 +30,8 @@ int tm_pool_open(struct tm_pool **out, const char *path, unsigned bsflags, struc
 	}
 	r = tm_blocksrc_read(p->bs, 0, blk, err);
 	if (!r)
-		r = tm_superblock_validate(blk, p->file_blocks, p->path, &p->sb, err);
+		r = tm_superblock_validate_flags(blk, p->file_blocks, p->path,
+						 bsflags & TM_POOL_ALLOW_SHORT ? TM_SB_ALLOW_SHORT : 0, &p->sb, err);
 	free(blk);
 	if (r)
 		goto fail;

@@ -21,6 +21,9 @@ struct tm_pool {
 	uint64_t limit; /* node block numbers must be below this */
 };
 
+/* bsflags: TM_BS_* for the block source, and TM_POOL_ALLOW_SHORT to open a
+ * metadata file shorter than its space map (the checker does). */
+#define TM_POOL_ALLOW_SHORT 0x100u
 int tm_pool_open(struct tm_pool **out, const char *path, unsigned bsflags, struct dmr_err *err);
 void tm_pool_close(struct tm_pool *p);
 

@@ -17,8 +17,35 @@ struct sm_load {
 	tm_damage_fn damage;
 	void *ctx;
 	uint64_t *bitmap_block; /* per bitmap index: its block, 0 = unknown */
+	uint64_t index_root;    /* the index btree root or index block */
 	size_t nr_over_cap;
+	int index_walk;         /* damage keys are bitmap indexes, not blocks */
+	uint64_t (*reported)[2]; /* block ranges already reported as damaged */
+	size_t nr_reported, cap_reported;
 };
+
+/* Remembers a damaged range so what follows from it is not reported again. */
+static void note_reported(struct sm_load *l, uint64_t lo, uint64_t hi)
+{
+	if (l->nr_reported == l->cap_reported) {
+		size_t cap = l->cap_reported ? l->cap_reported * 2 : 16;
+		void *n = realloc(l->reported, cap * sizeof(*l->reported));
+		if (!n)
+			return;
+		l->reported = n;
+		l->cap_reported = cap;
+	}
+	l->reported[l->nr_reported][0] = lo;
+	l->reported[l->nr_reported++][1] = hi;
+}
+
+static int was_reported(const struct sm_load *l, uint64_t lo, uint64_t hi)
+{
+	for (size_t i = 0; i < l->nr_reported; i++)
+		if (lo >= l->reported[i][0] && hi <= l->reported[i][1])
+			return 1;
+	return 0;
+}
 
 static void sm_report(struct sm_load *l, uint64_t lo, uint64_t hi, uint64_t block, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
@@ -35,11 +62,23 @@ static void sm_report(struct sm_load *l, uint64_t lo, uint64_t hi, uint64_t bloc
 	l->damage(l->ctx, l->tree, &d);
 }
 
+/* Damage in the index btree or an overflow tree, in block units. */
 static void forward_damage(void *vctx, const struct tm_damage *d)
 {
 	struct sm_load *l = vctx;
+	struct tm_damage b = *d;
+	if (l->index_walk) {
+		uint64_t n = l->sm->nr_blocks;
+		b.lo = d->lo < n / TM_ENTRIES_PER_BITMAP + 1 ? d->lo * TM_ENTRIES_PER_BITMAP : n;
+		b.hi = d->hi == UINT64_MAX || d->hi >= n / TM_ENTRIES_PER_BITMAP + 1 ? n : d->hi * TM_ENTRIES_PER_BITMAP;
+		if (b.lo > n)
+			b.lo = n;
+		if (b.hi > n)
+			b.hi = n;
+	}
+	note_reported(l, b.lo, b.hi);
 	if (l->damage)
-		l->damage(l->ctx, l->tree, d);
+		l->damage(l->ctx, l->tree, &b);
 }
 
 /* Data space map: the index btree's leaves hold one index entry per bitmap. */
@@ -52,6 +91,17 @@ static int index_leaf(void *vctx, size_t root, const struct tm_node *leaf, uint6
 		if (k >= l->sm->nr_bitmaps) {
 			sm_report(l, k, k + 1, leaf->block, "index entry for bitmap %llu, but the map has only %llu bitmaps",
 				  (unsigned long long)k, (unsigned long long)l->sm->nr_bitmaps);
+			continue;
+		}
+		uint64_t first = k * TM_ENTRIES_PER_BITMAP, end = first + TM_ENTRIES_PER_BITMAP;
+		if (end > l->sm->nr_blocks)
+			end = l->sm->nr_blocks;
+		if (b == 0 || b >= l->p->limit) {
+			/* The entry is wrong, in this leaf: name the leaf. */
+			sm_report(l, first, end, leaf->block, "index entry for bitmap %llu points at block %llu, %s",
+				  (unsigned long long)k, (unsigned long long)b,
+				  b == 0 ? "the superblock" : "outside the metadata");
+			note_reported(l, first, end);
 			continue;
 		}
 		l->bitmap_block[k] = b;
@@ -115,7 +165,9 @@ static int load_bitmaps(struct sm_load *l, struct dmr_err *err)
 			uint64_t b = l->bitmap_block[idx];
 			const unsigned char *buf = (const unsigned char *)bufs + i * TM_BLOCK_SIZE;
 			if (b == 0) {
-				sm_report(l, first, end, 0, "no index entry for bitmap %llu", (unsigned long long)idx);
+				if (!was_reported(l, first, end))
+					sm_report(l, first, end, l->index_root,
+						  "no index entry for bitmap %llu", (unsigned long long)idx);
 				continue;
 			}
 			if (blocks[i] == UINT64_MAX || status[i] == DMR_ECORRUPT) {
@@ -162,8 +214,10 @@ static int overflow_leaf(void *vctx, size_t root, const struct tm_node *leaf, ui
 			continue;
 		}
 		if (((sm->counts[b / 4] >> (2u * (unsigned)(b % 4))) & 3u) != 3) {
-			sm_report(l, b, b + 1, leaf->block, "overflow count for block %llu whose bitmap entry is not 3",
-				  (unsigned long long)b);
+			/* Unless its bitmap is lost, which was reported already. */
+			if (!was_reported(l, b, b + 1))
+				sm_report(l, b, b + 1, leaf->block, "overflow count for block %llu whose bitmap entry is not 3",
+					  (unsigned long long)b);
 			continue;
 		}
 		/* The overflow tree is bounded by the map: each block once. */
@@ -191,17 +245,33 @@ static int load_metadata_index(struct sm_load *l, uint64_t index_block, struct d
 		if (r == DMR_ENOMEM)
 			return r;
 		sm_report(l, 0, l->sm->nr_blocks, index_block, "metadata space map index: %s", err->msg);
+		note_reported(l, 0, l->sm->nr_blocks);
 		dmr_err_clear(err);
 		return 0;
 	}
-	if (!tm_block_csum_ok(buf, TM_SALT_INDEX))
+	if (!tm_block_csum_ok(buf, TM_SALT_INDEX)) {
 		sm_report(l, 0, l->sm->nr_blocks, index_block, "bad checksum in metadata space map index block");
-	else if (tm_le64(buf + 8) != index_block)
+		note_reported(l, 0, l->sm->nr_blocks);
+	} else if (tm_le64(buf + 8) != index_block) {
 		sm_report(l, 0, l->sm->nr_blocks, index_block, "metadata space map index says it is block %llu",
 			  (unsigned long long)tm_le64(buf + 8));
-	else
-		for (uint64_t i = 0; i < l->sm->nr_bitmaps; i++)
-			l->bitmap_block[i] = tm_le64(buf + 16 + 16 * i);
+		note_reported(l, 0, l->sm->nr_blocks);
+	} else {
+		for (uint64_t i = 0; i < l->sm->nr_bitmaps; i++) {
+			uint64_t b = tm_le64(buf + 16 + 16 * i);
+			uint64_t first = i * TM_ENTRIES_PER_BITMAP, end = first + TM_ENTRIES_PER_BITMAP;
+			if (end > l->sm->nr_blocks)
+				end = l->sm->nr_blocks;
+			if (b == 0 || b >= l->p->limit) {
+				sm_report(l, first, end, index_block, "index entry for bitmap %llu points at block %llu, %s",
+					  (unsigned long long)i, (unsigned long long)b,
+					  b == 0 ? "the superblock" : "outside the metadata");
+				note_reported(l, first, end);
+				continue;
+			}
+			l->bitmap_block[i] = b;
+		}
+	}
 	free(buf);
 	return 0;
 }
@@ -226,6 +296,7 @@ int tm_sm_read(struct tm_pool *p, int which, struct tm_space_map *out, tm_damage
 		r = dmr_err_set(err, DMR_ENOMEM, "%s: out of memory for the %s", p->path, l.tree);
 		goto out;
 	}
+	l.index_root = root->bitmap_root;
 	if (which) {
 		if (out->nr_bitmaps > TM_MAX_METADATA_BITMAPS) {
 			r = dmr_err_set(err, DMR_ECORRUPT, "%s: metadata space map needs %llu bitmaps, more than 255",
@@ -238,7 +309,9 @@ int tm_sm_read(struct tm_pool *p, int which, struct tm_space_map *out, tm_damage
 			.value_size = sizeof(struct tm_disk_index_entry),
 			.leaf = index_leaf, .damage = forward_damage, .ctx = &l,
 		};
+		l.index_walk = 1;
 		r = tm_btree_walk(p->bs, p->limit, &root->bitmap_root, 1, &v, err);
+		l.index_walk = 0;
 	}
 	if (!r)
 		r = load_bitmaps(&l, err);
@@ -262,7 +335,7 @@ int tm_sm_read(struct tm_pool *p, int which, struct tm_space_map *out, tm_damage
 				continue;
 			while (k < out->nr_overflow && out->overflow[k].block < b)
 				k++;
-			if (k >= out->nr_overflow || out->overflow[k].block != b)
+			if ((k >= out->nr_overflow || out->overflow[k].block != b) && !was_reported(&l, b, b + 1))
 				sm_report(&l, b, b + 1, root->ref_count_root,
 					  "block %llu has count 3+ in its bitmap but no overflow count",
 					  (unsigned long long)b);
@@ -272,6 +345,7 @@ int tm_sm_read(struct tm_pool *p, int which, struct tm_space_map *out, tm_damage
 		dmr_err_set(err, r, "%s: out of memory reading the %s", p->path, l.tree);
 out:
 	free(l.bitmap_block);
+	free(l.reported);
 	if (r)
 		tm_sm_free(out);
 	return r;

@@ -98,6 +98,12 @@ static int check_root(uint64_t root, uint64_t limit, const char *name, const cha
 int tm_superblock_validate(const void *block, uint64_t file_blocks, const char *path,
 			   struct tm_superblock *sb, struct dmr_err *err)
 {
+	return tm_superblock_validate_flags(block, file_blocks, path, 0, sb, err);
+}
+
+int tm_superblock_validate_flags(const void *block, uint64_t file_blocks, const char *path, unsigned flags,
+				 struct tm_superblock *sb, struct dmr_err *err)
+{
 	tm_superblock_decode(block, 0, sb);
 	int r = validate_common(block, 0, path, sb, err);
 	if (r)
@@ -107,7 +113,7 @@ int tm_superblock_validate(const void *block, uint64_t file_blocks, const char *
 	if (msm->nr_blocks > TM_MAX_METADATA_BLOCKS)
 		return BAD("%s: block 0: metadata space map claims %llu blocks, more than the format's %u",
 			   path, (unsigned long long)msm->nr_blocks, TM_MAX_METADATA_BLOCKS);
-	if (msm->nr_blocks > file_blocks)
+	if (msm->nr_blocks > file_blocks && !(flags & TM_SB_ALLOW_SHORT))
 		return BAD("%s: block 0: metadata space map claims %llu blocks but the file holds %llu: truncated?",
 			   path, (unsigned long long)msm->nr_blocks, (unsigned long long)file_blocks);
 	uint64_t limit = tm_superblock_meta_limit(sb, file_blocks);

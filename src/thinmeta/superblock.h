@@ -46,6 +46,13 @@ void tm_superblock_decode(const void *block, uint64_t location, struct tm_superb
 int tm_superblock_validate(const void *block, uint64_t file_blocks, const char *path,
 			   struct tm_superblock *sb, struct dmr_err *err);
 
+/* The same; with TM_SB_ALLOW_SHORT a file shorter than the metadata space
+ * map is accepted (for the checker, which reports it and checks the rest;
+ * node block numbers are then bounded by the file). */
+#define TM_SB_ALLOW_SHORT 1u
+int tm_superblock_validate_flags(const void *block, uint64_t file_blocks, const char *path, unsigned flags,
+				 struct tm_superblock *sb, struct dmr_err *err);
+
 /* Validates a metadata-snapshot copy read at location, within a pool whose
  * live superblock is live (its space maps are zero by design). */
 int tm_superblock_validate_snapshot(const void *block, uint64_t location,
