@@ -1,4 +1,4 @@
-/* Harness: the superblock validators.
+/* Harness: the superblock validators (with and without TM_SB_ALLOW_SHORT).
  *
  * Input: the live superblock block (4 KiB), a metadata-snapshot superblock
  * block (4 KiB) and file_blocks (8 bytes, little-endian); anything missing is
@@ -16,7 +16,7 @@
 #include "thinmeta/ondisk.h"
 #include "thinmeta/superblock.h"
 
-static void check_live(const struct tm_superblock *sb, uint64_t file_blocks)
+static void check_live(const struct tm_superblock *sb, uint64_t file_blocks, unsigned flags)
 {
 	uint64_t limit = tm_superblock_meta_limit(sb, file_blocks);
 	FUZZ_ASSERT(sb->magic == TM_SUPERBLOCK_MAGIC && sb->blocknr == 0, "accepted a wrong magic or blocknr");
@@ -34,8 +34,9 @@ static void check_live(const struct tm_superblock *sb, uint64_t file_blocks)
 	/* tm_sm_read sizes allocations by these. */
 	FUZZ_ASSERT(sb->data_sm.nr_blocks <= (uint64_t)TM_ENTRIES_PER_BITMAP * limit, "data sm of %llu blocks",
 		    (unsigned long long)sb->data_sm.nr_blocks);
-	FUZZ_ASSERT(sb->metadata_sm.nr_blocks <= file_blocks, "metadata sm of %llu blocks",
-		    (unsigned long long)sb->metadata_sm.nr_blocks);
+	FUZZ_ASSERT(sb->metadata_sm.nr_blocks <= TM_MAX_METADATA_BLOCKS &&
+		    (sb->metadata_sm.nr_blocks <= file_blocks || (flags & TM_SB_ALLOW_SHORT)),
+		    "metadata sm of %llu blocks", (unsigned long long)sb->metadata_sm.nr_blocks);
 	FUZZ_ASSERT(sb->data_block_size >= TM_DATA_BLOCK_MIN_SECTORS && sb->data_block_size <= TM_DATA_BLOCK_MAX_SECTORS,
 		    "data block size %u", sb->data_block_size);
 }
@@ -49,19 +50,20 @@ static void check_snapshot(const struct tm_superblock *snap, const struct tm_sup
 	FUZZ_ASSERT(snap->data_block_size == live->data_block_size, "snapshot data block size differs");
 }
 
-/* Validates live (and the snapshot block against it when live is good). */
-static void validate(const unsigned char *live, const unsigned char *snap, uint64_t file_blocks)
+/* Validates live (and the snapshot block against it when live is good);
+ * flags as tm_superblock_validate_flags. */
+static void validate(const unsigned char *live, const unsigned char *snap, uint64_t file_blocks, unsigned flags)
 {
 	struct tm_superblock sb, ssb;
 	struct dmr_err err = { 0 };
-	int r = tm_superblock_validate(live, file_blocks, "fuzz", &sb, &err);
+	int r = tm_superblock_validate_flags(live, file_blocks, "fuzz", flags, &sb, &err);
 	FUZZ_ASSERT(r <= 0, "positive return %d", r);
 	FUZZ_ASSERT(r == 0 || err.msg[0], "failure %d without a message", r);
 	FUZZ_ASSERT(memchr(err.msg, '\0', sizeof(err.msg)), "unterminated message");
 	if (r)
 		tm_superblock_decode(live, 0, &sb); /* the snapshot checks still run against it */
 	else
-		check_live(&sb, file_blocks);
+		check_live(&sb, file_blocks, flags);
 
 	uint64_t location = sb.held_root ? sb.held_root : tm_le64(snap + offsetof(struct tm_disk_superblock, blocknr));
 	dmr_err_clear(&err);
@@ -84,7 +86,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(fb, data + 2 * TM_BLOCK_SIZE, size - 2 * TM_BLOCK_SIZE < 8 ? size - 2 * TM_BLOCK_SIZE : 8);
 	uint64_t file_blocks = tm_le64(fb);
 
-	validate(live, snap, file_blocks);
+	/* The plain validation (dump, ls, scan), then the checker's, which
+	 * allows a file shorter than the metadata space map. */
+	validate(live, snap, file_blocks, 0);
+	validate(live, snap, file_blocks, TM_SB_ALLOW_SHORT);
 	int resealed = 0;
 	if (!tm_block_csum_ok(live, TM_SALT_SUPERBLOCK)) {
 		tm_block_csum_set(live, TM_SALT_SUPERBLOCK);
@@ -94,7 +99,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		tm_block_csum_set(snap, TM_SALT_SUPERBLOCK);
 		resealed = 1;
 	}
-	if (resealed)
-		validate(live, snap, file_blocks);
+	if (resealed) {
+		validate(live, snap, file_blocks, 0);
+		validate(live, snap, file_blocks, TM_SB_ALLOW_SHORT);
+	}
 	return 0;
 }

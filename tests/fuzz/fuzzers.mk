@@ -13,9 +13,9 @@ out ?= $(top_srcdir)/build/fuzz
 FUZZ_CC ?= clang
 PKG_CONFIG ?= pkg-config
 
-FUZZ_TARGETS = superblock btree spacemap dkparse dkstate
+FUZZ_TARGETS = superblock btree spacemap check dkparse dkstate
 # Harnesses that read metadata images share image.c.
-image_targets = btree spacemap
+image_targets = btree spacemap check
 
 FUZZ_CFLAGS ?= -g -O1
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

@@ -7,7 +7,7 @@
 # sanitizer build this is where a finding stays fixed.
 . "$top_srcdir/tests/cli/lib.sh"
 
-FUZZ_TARGETS="superblock btree spacemap dkparse dkstate"
+FUZZ_TARGETS="superblock btree spacemap check dkparse dkstate"
 seeds=$top_builddir/tests/fuzz/seeds
 seedtool=$top_builddir/tests/fuzz/seedtool
 roots=$top_builddir/tests/fixtures/roots
