@@ -32,7 +32,7 @@ static int cmp_devfile(const void *a, const void *b)
 static struct dk_devfile *find_devfile(struct dk_state *st, size_t n, const char *hash)
 {
 	struct dk_devfile key = { .hash = (char *)hash };
-	return bsearch(&key, st->files, n, sizeof(key), cmp_devfile);
+	return n ? bsearch(&key, st->files, n, sizeof(key), cmp_devfile) : NULL;
 }
 
 static struct dk_devfile *new_devfile(struct dk_scan *s, const char *hash, const char *name)

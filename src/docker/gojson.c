@@ -623,7 +623,8 @@ int gj_get_labels(struct json_object *obj, const char *key, size_t max, struct d
 		gj_labels_free(l, i);
 		return r;
 	}
-	qsort(l, i, sizeof(*l), cmp_label);
+	if (i > 1)
+		qsort(l, i, sizeof(*l), cmp_label);
 	*out = l;
 	*nr = i;
 	return GJ_OK;

@@ -281,7 +281,8 @@ static int read_tags(struct dk_scan *s)
 				continue;
 			}
 			struct dk_image key = { .id = (char *)json_object_get_string(v) };
-			struct dk_image *im = bsearch(&key, st->images, st->nr_images, sizeof(key), cmp_image);
+			struct dk_image *im = st->nr_images
+				? bsearch(&key, st->images, st->nr_images, sizeof(key), cmp_image) : NULL;
 			if (!im) {
 				char q3[160];
 				r = dk_problem(s, DK_REPOSITORIES, "\"%s\" names image \"%s\", which is not in imagedb", q2,
