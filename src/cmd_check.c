@@ -92,6 +92,26 @@ static void docker_checks(struct collected *c, const struct dk_state *st, const 
 	if (st->deviceset.present && !st->deviceset.valid)
 		add(c, TM_SEV_FATAL, DK_CHK_DEVICESET, -1,
 		    "devicemapper/metadata/deviceset-metadata does not parse: Docker will not start");
+	for (size_t i = 0; i < st->nr_transients; i++)
+		if (st->transients[i].kind == DK_TRANSIENT_STRAY)
+			add(c, TM_SEV_FATAL, DK_CHK_BAD_FILE, -1,
+			    "%s: Docker loads every file under devicemapper/metadata/ as a device: it will not start",
+			    st->transients[i].path);
+	/* next_device_id is only a search hint, stale after any crash: say so
+	 * when it is, and when it cannot be one. */
+	int64_t max_id = -1;
+	for (size_t i = 0; i < st->nr_files; i++)
+		if (st->files[i].valid && st->files[i].device_id > max_id)
+			max_id = st->files[i].device_id;
+	if (st->deviceset.valid && st->deviceset.next_device_id > 0xffffff)
+		add(c, TM_SEV_WARNING, DK_CHK_DEVICESET, -1,
+		    "deviceset-metadata: next_device_id %lld is beyond Docker's 24-bit device ids",
+		    (long long)st->deviceset.next_device_id);
+	else if (st->deviceset.valid && st->deviceset.next_device_id >= 0 && st->deviceset.next_device_id < max_id)
+		add(c, TM_SEV_INFO, DK_CHK_DEVICESET, -1,
+		    "deviceset-metadata: next_device_id %lld is behind the highest device id %lld in use "
+		    "(stale after a crash; harmless: Docker searches forward for a free id)",
+		    (long long)st->deviceset.next_device_id, (long long)max_id);
 	const struct inv_item *base = NULL;
 	for (size_t i = 0; i < inv->nr_items; i++) {
 		const struct inv_item *it = &inv->items[i];
