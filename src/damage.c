@@ -1,24 +1,15 @@
 #include "config.h"
+#include "util/fmt.h"
 #include "cli.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 
-static void range_str(char *buf, size_t len, uint64_t lo, uint64_t hi)
-{
-	if (hi == UINT64_MAX)
-		snprintf(buf, len, "%llu..end", (unsigned long long)lo);
-	else if (hi == lo + 1)
-		snprintf(buf, len, "%llu", (unsigned long long)lo);
-	else
-		snprintf(buf, len, "%llu..%llu", (unsigned long long)lo, (unsigned long long)(hi - 1));
-}
-
 void dmr_damage_tree(void *vlog, const char *tree, const struct tm_damage *d)
 {
 	struct dmr_damage_log *log = vlog;
 	char keys[64];
-	range_str(keys, sizeof(keys), d->lo, d->hi);
+	fmt_key_range(keys, sizeof(keys), d->lo, d->hi);
 	log->count++;
 	if (!log->cli->quiet)
 		dmr_cli_error(log->cli, "%s: %s: block %llu: %s (keys %s lost)", log->path, tree,
@@ -28,7 +19,7 @@ void dmr_damage_tree(void *vlog, const char *tree, const struct tm_damage *d)
 void dmr_damage_device(struct dmr_damage_log *log, uint64_t dev_id, const struct tm_damage *d)
 {
 	char keys[64];
-	range_str(keys, sizeof(keys), d->lo, d->hi);
+	fmt_key_range(keys, sizeof(keys), d->lo, d->hi);
 	log->count++;
 	if (!log->cli->quiet)
 		dmr_cli_error(log->cli, "%s: device %llu: block %llu: %s (virtual blocks %s lost)", log->path,

@@ -13,21 +13,12 @@
 
 #define MAX_TAGS ((size_t)1000000)
 
-static void free_strv(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 void dk_image_clear(struct dk_image *im)
 {
 	free(im->id);
-	free_strv(im->diff_ids, im->nr_diff_ids);
-	free_strv(im->chain_ids, im->chain_ids ? im->nr_diff_ids : 0);
-	free_strv(im->tags, im->nr_tags);
+	dk_free_strv(im->diff_ids, im->nr_diff_ids);
+	dk_free_strv(im->chain_ids, im->chain_ids ? im->nr_diff_ids : 0);
+	dk_free_strv(im->tags, im->nr_tags);
 	gj_labels_free(im->labels, im->nr_labels);
 	free(im->top_layer);
 	free(im->error);
@@ -66,7 +57,7 @@ int dk_chain_ids(char *const *diff_ids, size_t n, char ***out)
 			}
 		}
 		if (!c[i]) {
-			free_strv(c, i);
+			dk_free_strv(c, i);
 			return DMR_ENOMEM;
 		}
 	}
@@ -132,7 +123,7 @@ static int parse_rootfs(struct json_object *root, struct dk_image *im, char *err
 	for (size_t i = 0; i < n; i++) {
 		im->diff_ids[i] = strdup(json_object_get_string(json_object_array_get_idx(ids, i)));
 		if (!im->diff_ids[i]) {
-			free_strv(im->diff_ids, i);
+			dk_free_strv(im->diff_ids, i);
 			im->diff_ids = NULL;
 			return DMR_ENOMEM;
 		}

@@ -193,3 +193,12 @@ int dk_read_labels(struct json_object *root, const char *member, struct dk_label
 	}
 	return r < 0 ? r : 0;
 }
+
+void dk_free_strv(char **v, size_t n)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}

@@ -89,6 +89,8 @@ int dk_read_containers(struct dk_scan *s);
 int dk_chain_ids(char *const *diff_ids, size_t n, char ***out);
 
 /* Freeing single elements (also used by dk_state_free). */
+/* Frees n strings and the array (NULL is fine). */
+void dk_free_strv(char **v, size_t n);
 void dk_devfile_clear(struct dk_devfile *f);
 void dk_layer_clear(struct dk_layer *l);
 void dk_mount_clear(struct dk_mount *m);

@@ -277,15 +277,6 @@ int dk_state_read(const char *root, struct dk_state *st, struct dmr_err *err)
 	return 0;
 }
 
-static void free_strv(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 void dk_state_free(struct dk_state *st)
 {
 	if (!st)
@@ -319,7 +310,7 @@ void dk_state_free(struct dk_state *st)
 	for (size_t i = 0; i < st->nr_cs_layers; i++) {
 		free(st->cs_layers[i].id);
 		free(st->cs_layers[i].parent);
-		free_strv(st->cs_layers[i].names, st->cs_layers[i].nr_names);
+		dk_free_strv(st->cs_layers[i].names, st->cs_layers[i].nr_names);
 	}
 	free(st->cs_layers);
 	for (size_t i = 0; i < st->nr_problems; i++) {

@@ -3,6 +3,7 @@
  * a metadata block is counted, every node is verified and descended once.
  * Then the counts are compared with both space maps. */
 #include "config.h"
+#include "util/fmt.h"
 #include "thinmeta/check.h"
 #include "thinmeta/blocksrc.h"
 #include "thinmeta/crc32c.h"
@@ -130,21 +131,11 @@ static int limited(struct checker *c, const char *code)
 	return n && (*n)++ < MAX_PER_CODE;
 }
 
-static void range_str(char *buf, size_t len, uint64_t lo, uint64_t hi)
-{
-	if (hi == UINT64_MAX)
-		snprintf(buf, len, "%llu..end", (unsigned long long)lo);
-	else if (hi == lo + 1)
-		snprintf(buf, len, "%llu", (unsigned long long)lo);
-	else
-		snprintf(buf, len, "%llu..%llu", (unsigned long long)lo, (unsigned long long)(hi - 1));
-}
-
 /* A damaged node: what it is, where, and what is lost with it. */
 static void node_damage(struct checker *c, const struct qent *q, const char *code, const char *why)
 {
 	char keys[64];
-	range_str(keys, sizeof(keys), q->lo, q->hi);
+	fmt_key_range(keys, sizeof(keys), q->lo, q->hi);
 	if (q->kind == K_BOTTOM)
 		finding(c, TM_SEV_FATAL, code, q->block, q->dev,
 			"block %llu (device %lld mappings): %s; virtual blocks %s of device %lld lost",
@@ -494,7 +485,7 @@ static void sm_damage(void *vctx, const char *tree, const struct tm_damage *d)
 {
 	struct smdmg *s = vctx;
 	char keys[64];
-	range_str(keys, sizeof(keys), d->lo, d->hi);
+	fmt_key_range(keys, sizeof(keys), d->lo, d->hi);
 	finding(s->c, TM_SEV_FATAL, TM_CHK_SM_BAD, d->block, -1, "block %llu (%s): %s; counts of blocks %s unknown",
 		(unsigned long long)d->block, tree, d->reason, keys);
 	if (s->n == s->cap) {
@@ -530,7 +521,7 @@ static void flush_run(struct checker *c, struct count_run *r, int meta)
 		return;
 	const char *what = meta ? "metadata" : "data";
 	char blocks[64];
-	range_str(blocks, sizeof(blocks), r->first, r->first + r->len);
+	fmt_key_range(blocks, sizeof(blocks), r->first, r->first + r->len);
 	const char *plural = r->len > 1 ? "s" : "", *verb = r->len > 1 ? "have" : "has";
 	if (!limited(c, r->code)) {
 		c->st->findings[r->sev]++;

@@ -40,3 +40,13 @@ const char *fmt_disk_unit(uint64_t n, char *buf)
 	snprintf(buf, 32, "%llu%s", (unsigned long long)n, ext[i]);
 	return buf;
 }
+
+void fmt_key_range(char *buf, size_t len, uint64_t lo, uint64_t hi)
+{
+	if (hi == UINT64_MAX)
+		snprintf(buf, len, "%llu..end", (unsigned long long)lo);
+	else if (hi == lo + 1)
+		snprintf(buf, len, "%llu", (unsigned long long)lo);
+	else
+		snprintf(buf, len, "%llu..%llu", (unsigned long long)lo, (unsigned long long)(hi - 1));
+}
