@@ -6,7 +6,7 @@
 
 #include <getopt.h>
 #include <stdarg.h>
-#include <json-c/json.h>
+#include "util/jsonc.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>

@@ -7,7 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <json-c/json.h>
+#include "util/jsonc.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>

@@ -5,7 +5,7 @@
 #include "util/fmt.h"
 
 #include <getopt.h>
-#include <json-c/json.h>
+#include "util/jsonc.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <json-c/json.h>
+#include "util/jsonc.h"
 
 /* containers/storage's JSON stores (layers.go, images.go, containers.go at
  * 1fd0dc1d20, the last tree with the devicemapper driver): each a JSON
