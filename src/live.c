@@ -1,0 +1,704 @@
+/* The live-state guards: processes, device-mapper, loop devices, mounts,
+ * and the dmrescue lock. See live.h. */
+#include "config.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <libdevmapper.h>
+
+#include "live.h"
+
+#define LIVE_PATH 4096
+
+struct findings {
+	struct live_finding *v;
+	size_t n, cap;
+};
+
+static int add(struct findings *f, enum live_kind kind, struct dmr_err *err,
+	       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int add(struct findings *f, enum live_kind kind, struct dmr_err *err,
+	       const char *fmt, ...)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? 2 * f->cap : 8;
+		struct live_finding *v = realloc(f->v, cap * sizeof(*v));
+		if (!v)
+			return dmr_err_set(err, DMR_ENOMEM, "out of memory");
+		f->v = v;
+		f->cap = cap;
+	}
+	struct live_finding *x = &f->v[f->n++];
+	x->kind = kind;
+	x->overridable = kind == LIVE_DOCKERD || kind == LIVE_PODMAN_CRIO;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(x->msg, sizeof(x->msg), fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+static const char *sysroot(const struct live_ctx *c)
+{
+	return c && c->sysroot ? c->sysroot : "";
+}
+
+static int path_in(char *buf, const char *root, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* root + formatted path; -1 when it does not fit. */
+static int path_in(char *buf, const char *root, const char *fmt, ...)
+{
+	int len = snprintf(buf, LIVE_PATH, "%s", root);
+	if (len < 0 || len >= LIVE_PATH)
+		return -1;
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(buf + len, LIVE_PATH - (size_t)len, fmt, ap);
+	va_end(ap);
+	return m < 0 || m >= LIVE_PATH - len ? -1 : 0;
+}
+
+/* Reads up to size-1 bytes of a small file (proc, sysfs); -1 with errno. */
+static ssize_t read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	size_t len = 0;
+	while (len < size - 1) {
+		ssize_t r = read(fd, buf + len, size - 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	buf[len] = '\0';
+	return (ssize_t)len;
+}
+
+/* One-line sysfs/proc value without its trailing newline. */
+static int read_line(const char *path, char *buf, size_t size)
+{
+	if (read_small(path, buf, size) < 0)
+		return -1;
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+/* ---- (1) processes ---- */
+
+enum proc_who { WHO_NONE, WHO_DOCKERD, WHO_CSTORAGE };
+
+static const char *const cstorage_names[] = { "podman", "crio", "conmon", "buildah" };
+
+/* dockerd, and RHEL 7's dockerd-current. */
+static int is_dockerd_name(const char *s)
+{
+	return !strncmp(s, "dockerd", 7) && (s[7] == '\0' || s[7] == '-');
+}
+
+/* What /proc/<pid>/{comm,cmdline} say this process is. */
+static enum proc_who classify_pid(const char *root, const char *pid, char *name, size_t name_size)
+{
+	char path[LIVE_PATH], comm[64], cmd[512];
+	const char *argv0 = "", *argv1 = "";
+
+	comm[0] = '\0';
+	if (path_in(path, root, "/proc/%s/comm", pid) == 0)
+		(void)read_line(path, comm, sizeof(comm));
+	ssize_t len = -1;
+	if (path_in(path, root, "/proc/%s/cmdline", pid) == 0)
+		len = read_small(path, cmd, sizeof(cmd));
+	if (len > 0) {
+		argv0 = cmd;
+		size_t l0 = strlen(cmd);
+		if ((ssize_t)l0 + 1 < len)
+			argv1 = cmd + l0 + 1;
+		const char *slash = strrchr(argv0, '/');
+		if (slash)
+			argv0 = slash + 1;
+	}
+
+	enum proc_who who = WHO_NONE;
+	const char *what = "";
+	if (is_dockerd_name(comm)) {
+		who = WHO_DOCKERD, what = comm;
+	} else if (is_dockerd_name(argv0)) {
+		who = WHO_DOCKERD, what = argv0;
+	} else if (!strcmp(argv0, "docker") && (!strcmp(argv1, "daemon") ||
+		   !strcmp(argv1, "-d") || !strcmp(argv1, "--daemon"))) {
+		/* Docker before 1.12 */
+		who = WHO_DOCKERD, what = "docker daemon";
+	} else {
+		for (size_t i = 0; i < sizeof(cstorage_names) / sizeof(cstorage_names[0]); i++)
+			if (!strcmp(comm, cstorage_names[i]) || !strcmp(argv0, cstorage_names[i])) {
+				who = WHO_CSTORAGE, what = cstorage_names[i];
+				break;
+			}
+	}
+	snprintf(name, name_size, "%s", what);
+	return who;
+}
+
+struct pidset {
+	long v[64];
+	size_t n;
+};
+
+static int pid_seen(struct pidset *s, long pid)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i] == pid)
+			return 1;
+	if (s->n < sizeof(s->v) / sizeof(s->v[0]))
+		s->v[s->n++] = pid;
+	return 0;
+}
+
+static int report_proc(struct findings *f, struct pidset *seen, enum proc_who who,
+		       const char *name, long pid, const char *pidfile, struct dmr_err *err)
+{
+	if (pid_seen(seen, pid))
+		return 0;
+	char from[LIVE_PATH + 16] = "";
+	if (pidfile)
+		snprintf(from, sizeof(from), ", from %s", pidfile);
+	if (who == WHO_DOCKERD)
+		return add(f, LIVE_DOCKERD, err, "%s is running (pid %ld%s): stop Docker first",
+			   name, pid, from);
+	return add(f, LIVE_PODMAN_CRIO, err,
+		   "%s is running (pid %ld%s): stop Podman/CRI-O/Buildah first", name, pid, from);
+}
+
+/* Docker's pid files, when their pid is alive. A pid reused by another
+ * process (its comm readable and not dockerd) is a stale pid file. */
+static int check_pidfiles(const char *root, struct findings *f, struct pidset *seen,
+			  struct dmr_err *err)
+{
+	static const char *const pidfiles[] = { "/var/run/docker.pid", "/run/docker.pid" };
+	for (size_t i = 0; i < sizeof(pidfiles) / sizeof(pidfiles[0]); i++) {
+		char path[LIVE_PATH], buf[32], *end;
+		if (path_in(path, root, "%s", pidfiles[i]) < 0 || read_line(path, buf, sizeof(buf)) < 0)
+			continue;
+		errno = 0;
+		long pid = strtol(buf, &end, 10);
+		if (errno || end == buf || *end || pid <= 0)
+			continue;
+		char pidstr[24], comm[64], name[64];
+		snprintf(pidstr, sizeof(pidstr), "%ld", pid);
+		struct stat st;
+		if (path_in(path, root, "/proc/%ld", pid) < 0 || stat(path, &st) < 0)
+			continue; /* not alive */
+		enum proc_who who = classify_pid(root, pidstr, name, sizeof(name));
+		if (who == WHO_CSTORAGE)
+			continue;
+		if (who == WHO_NONE) {
+			if (path_in(path, root, "/proc/%ld/comm", pid) == 0 &&
+			    read_line(path, comm, sizeof(comm)) == 0)
+				continue; /* someone else's pid now */
+			snprintf(name, sizeof(name), "dockerd");
+		}
+		int r = report_proc(f, seen, WHO_DOCKERD, name, pid, pidfiles[i], err);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int check_procs(const char *root, int want_docker, int want_cs,
+		       struct findings *f, struct dmr_err *err)
+{
+	struct pidset seen = { .n = 0 };
+	char path[LIVE_PATH];
+	int r;
+
+	if (want_docker && (r = check_pidfiles(root, f, &seen, err)))
+		return r;
+	if (path_in(path, root, "/proc") < 0)
+		return dmr_err_set(err, DMR_EIO, "%s/proc: path too long", root);
+	DIR *d = opendir(path);
+	if (!d)
+		return dmr_err_set(err, DMR_EIO, "cannot list processes in %s: %s", path, strerror(errno));
+	struct dirent *de;
+	long self = (long)getpid();
+	r = 0;
+	while (!r && (de = readdir(d))) {
+		char *end;
+		errno = 0;
+		long pid = strtol(de->d_name, &end, 10);
+		if (errno || end == de->d_name || *end || pid <= 0 || (!*root && pid == self))
+			continue;
+		char name[64];
+		enum proc_who who = classify_pid(root, de->d_name, name, sizeof(name));
+		if ((who == WHO_DOCKERD && want_docker) || (who == WHO_CSTORAGE && want_cs))
+			r = report_proc(f, &seen, who, name, pid, NULL, err);
+	}
+	closedir(d);
+	return r;
+}
+
+/* ---- (3) loop devices ---- */
+
+struct loopdev {
+	unsigned major, minor;
+	char name[64];
+};
+
+struct loops {
+	struct loopdev v[16];
+	size_t n;
+};
+
+static int parse_majmin(const char *s, unsigned *major_, unsigned *minor_)
+{
+	char tail;
+	return sscanf(s, "%u:%u%c", major_, minor_, &tail) == 2 ? 0 : -1;
+}
+
+/* Same file: st_dev/st_ino of what the loop's backing_file names, or (the
+ * file renamed, deleted, or on a fake root) the path itself, like
+ * util-linux loopdev_is_used. */
+static int backing_matches(const char *backing, const char *file, const struct stat *fst)
+{
+	if (!file)
+		return 0;
+	if (!strcmp(backing, file))
+		return 1;
+	struct stat st;
+	return fst && stat(backing, &st) == 0 && st.st_dev == fst->st_dev && st.st_ino == fst->st_ino;
+}
+
+static int check_loops(const char *root, const char *metadata_path, const char *data_path,
+		       struct loops *loops, struct findings *f, struct dmr_err *err)
+{
+	struct stat mst, dst;
+	const struct stat *pm = metadata_path && stat(metadata_path, &mst) == 0 ? &mst : NULL;
+	const struct stat *pd = data_path && stat(data_path, &dst) == 0 ? &dst : NULL;
+	char pattern[LIVE_PATH];
+	glob_t g;
+	int r = 0;
+
+	if (!metadata_path && !data_path)
+		return 0;
+	if (path_in(pattern, root, "/sys/block/loop*/loop/backing_file") < 0)
+		return dmr_err_set(err, DMR_EIO, "%s/sys/block: path too long", root);
+	int gr = glob(pattern, 0, NULL, &g);
+	if (gr == GLOB_NOMATCH)
+		return 0; /* no loop device is attached */
+	if (gr)
+		return dmr_err_set(err, gr == GLOB_NOSPACE ? DMR_ENOMEM : DMR_EIO,
+				   "cannot list %s", pattern);
+	for (size_t i = 0; !r && i < g.gl_pathc; i++) {
+		char backing[LIVE_PATH], dev[32];
+		if (read_line(g.gl_pathv[i], backing, sizeof(backing)) < 0)
+			continue; /* detached meanwhile */
+		/* The kernel appends " (deleted)" when the file is gone. */
+		size_t bl = strlen(backing);
+		if (bl > 10 && !strcmp(backing + bl - 10, " (deleted)"))
+			backing[bl - 10] = '\0';
+		const char *which = backing_matches(backing, data_path, pd) ? data_path
+			: backing_matches(backing, metadata_path, pm) ? metadata_path : NULL;
+		if (!which)
+			continue;
+		/* .../sys/block/loopN/loop/backing_file -> loopN */
+		char *slash = strrchr(g.gl_pathv[i], '/');
+		*slash = '\0';
+		slash = strrchr(g.gl_pathv[i], '/');
+		*slash = '\0';
+		const char *name = strrchr(g.gl_pathv[i], '/') + 1;
+		r = add(f, LIVE_LOOP, err, "loop device /dev/%s is backed by %s", name, which);
+		if (r || loops->n == sizeof(loops->v) / sizeof(loops->v[0]))
+			continue;
+		struct loopdev *l = &loops->v[loops->n];
+		snprintf(l->name, sizeof(l->name), "%s", name);
+		char devpath[LIVE_PATH];
+		if (path_in(devpath, g.gl_pathv[i], "/dev") == 0 &&
+		    read_line(devpath, dev, sizeof(dev)) == 0 &&
+		    parse_majmin(dev, &l->major, &l->minor) == 0)
+			loops->n++;
+	}
+	globfree(&g);
+	return r;
+}
+
+/* ---- (2) device-mapper ---- */
+
+struct dmdev {
+	char name[128];
+	unsigned major, minor;
+	unsigned deps[8][2];
+	size_t nr_deps;
+	int live;
+	enum live_kind kind;
+};
+
+struct dmdevs {
+	struct dmdev *v;
+	size_t n, cap;
+};
+
+static struct dmdev *dm_add(struct dmdevs *d, const char *name, unsigned major_, unsigned minor_)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 16;
+		struct dmdev *v = realloc(d->v, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		d->v = v;
+		d->cap = cap;
+	}
+	struct dmdev *x = &d->v[d->n++];
+	memset(x, 0, sizeof(*x));
+	snprintf(x->name, sizeof(x->name), "%s", name);
+	x->major = major_;
+	x->minor = minor_;
+	return x;
+}
+
+static void dm_add_dep(struct dmdev *x, unsigned major_, unsigned minor_)
+{
+	if (x->nr_deps < sizeof(x->deps) / sizeof(x->deps[0])) {
+		x->deps[x->nr_deps][0] = major_;
+		x->deps[x->nr_deps][1] = minor_;
+		x->nr_deps++;
+	}
+}
+
+/* Fake root: <root>/sys/block/dm-N/{dev,dm/name,slaves/}. */
+static int dm_list_sysfs(const char *root, struct dmdevs *d, struct dmr_err *err)
+{
+	char pattern[LIVE_PATH];
+	glob_t g;
+	if (path_in(pattern, root, "/sys/block/dm-*") < 0)
+		return dmr_err_set(err, DMR_EIO, "%s/sys/block: path too long", root);
+	int gr = glob(pattern, 0, NULL, &g);
+	if (gr == GLOB_NOMATCH)
+		return 0;
+	if (gr)
+		return dmr_err_set(err, DMR_EIO, "cannot list %s", pattern);
+	int r = 0;
+	for (size_t i = 0; !r && i < g.gl_pathc; i++) {
+		char path[LIVE_PATH], name[128], dev[32];
+		unsigned ma = 0, mi = 0;
+		if (path_in(path, g.gl_pathv[i], "/dm/name") < 0 || read_line(path, name, sizeof(name)) < 0)
+			continue;
+		if (path_in(path, g.gl_pathv[i], "/dev") == 0 && read_line(path, dev, sizeof(dev)) == 0)
+			(void)parse_majmin(dev, &ma, &mi);
+		struct dmdev *x = dm_add(d, name, ma, mi);
+		if (!x) {
+			r = dmr_err_set(err, DMR_ENOMEM, "out of memory");
+			break;
+		}
+		if (path_in(path, g.gl_pathv[i], "/slaves") < 0)
+			continue;
+		DIR *sd = opendir(path);
+		struct dirent *de;
+		while (sd && (de = readdir(sd))) {
+			char sp[LIVE_PATH];
+			if (de->d_name[0] == '.' ||
+			    path_in(sp, root, "/sys/block/%s/dev", de->d_name) < 0 ||
+			    read_line(sp, dev, sizeof(dev)) < 0 || parse_majmin(dev, &ma, &mi) < 0)
+				continue;
+			dm_add_dep(x, ma, mi);
+		}
+		if (sd)
+			closedir(sd);
+	}
+	globfree(&g);
+	return r;
+}
+
+static void dm_quiet_log(int level, const char *file, int line, int dm_errno_or_class,
+			 const char *f, ...) __attribute__((format(printf, 5, 6)));
+static void dm_quiet_log(int level, const char *file, int line, int dm_errno_or_class,
+			 const char *f, ...)
+{
+}
+
+static int dm_errno_means_no_dm(int e)
+{
+	return e == ENOENT || e == ENODEV || e == ENXIO;
+}
+
+/* This machine: DM_DEVICE_LIST, then DM_DEVICE_DEPS per device. */
+static int dm_list_libdm(struct dmdevs *d, struct dmr_err *err)
+{
+	if (access("/dev/mapper/control", F_OK) < 0 &&
+	    access("/sys/class/misc/device-mapper", F_OK) < 0)
+		return 0; /* no device-mapper in this kernel */
+
+	int r = 0;
+	dm_log_with_errno_init(dm_quiet_log);
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_LIST);
+	if (!dmt) {
+		r = dmr_err_set(err, DMR_ENOMEM, "cannot create a device-mapper task");
+		goto out;
+	}
+	errno = 0;
+	if (!dm_task_run(dmt)) {
+		int e = errno;
+		if (!dm_errno_means_no_dm(e))
+			r = dmr_err_set(err, DMR_EIO, "cannot list device-mapper devices: %s",
+					e ? strerror(e) : "dm_task_run failed (not root?)");
+		goto out;
+	}
+	struct dm_names *names = dm_task_get_names(dmt);
+	if (names && names->dev) {
+		uint32_t next = 0;
+		do {
+			names = (struct dm_names *)((char *)names + next);
+			if (!dm_add(d, names->name, major(names->dev), minor(names->dev))) {
+				r = dmr_err_set(err, DMR_ENOMEM, "out of memory");
+				goto out;
+			}
+			next = names->next;
+		} while (next);
+	}
+	for (size_t i = 0; i < d->n; i++) {
+		struct dm_task *t = dm_task_create(DM_DEVICE_DEPS);
+		if (!t) {
+			r = dmr_err_set(err, DMR_ENOMEM, "cannot create a device-mapper task");
+			goto out;
+		}
+		struct dm_deps *deps;
+		if (dm_task_set_name(t, d->v[i].name) && dm_task_run(t) && (deps = dm_task_get_deps(t)))
+			for (uint32_t k = 0; k < deps->count; k++)
+				dm_add_dep(&d->v[i], major(deps->device[k]), minor(deps->device[k]));
+		/* A device removed meanwhile has no deps: its name still counts. */
+		dm_task_destroy(t);
+	}
+out:
+	if (dmt)
+		dm_task_destroy(dmt);
+	dm_log_with_errno_init(NULL);
+	return r;
+}
+
+static int has_prefix(const char *name, const char *prefix)
+{
+	size_t l = strlen(prefix);
+	return !strncmp(name, prefix, l) && name[l] == '-';
+}
+
+/* Live: a name with our prefix, a device on our loops (the pool, whatever
+ * its name: dm.thinpooldev or a moved HOME), or one stacked on a live one. */
+static int check_dm(const char *root, const char *prefix, const struct loops *loops,
+		    struct findings *f, struct dmr_err *err)
+{
+	struct dmdevs d = { NULL, 0, 0 };
+	int r = *root ? dm_list_sysfs(root, &d, err) : dm_list_libdm(&d, err);
+	if (r)
+		goto out;
+	for (size_t i = 0; i < d.n; i++) {
+		struct dmdev *x = &d.v[i];
+		if (prefix && has_prefix(x->name, prefix)) {
+			x->live = 1;
+			x->kind = !strcmp(x->name + strlen(prefix), "-pool") ? LIVE_DM_POOL : LIVE_DM_THIN;
+		}
+		for (size_t k = 0; k < x->nr_deps; k++)
+			for (size_t l = 0; l < loops->n; l++)
+				if (x->deps[k][0] == loops->v[l].major && x->deps[k][1] == loops->v[l].minor) {
+					x->live = 1;
+					x->kind = LIVE_DM_POOL;
+				}
+	}
+	for (int changed = 1; changed;) {
+		changed = 0;
+		for (size_t i = 0; i < d.n; i++)
+			for (size_t j = 0; !d.v[i].live && j < d.n; j++)
+				for (size_t k = 0; d.v[j].live && k < d.v[i].nr_deps; k++)
+					if (d.v[i].deps[k][0] == d.v[j].major && d.v[i].deps[k][1] == d.v[j].minor) {
+						d.v[i].live = 1;
+						d.v[i].kind = LIVE_DM_THIN;
+						changed = 1;
+						break;
+					}
+	}
+	for (size_t i = 0; !r && i < d.n; i++)
+		if (d.v[i].live)
+			r = add(f, d.v[i].kind, err, "%s %s is active in the kernel",
+				d.v[i].kind == LIVE_DM_POOL ? "thin pool" : "thin device", d.v[i].name);
+out:
+	free(d.v);
+	return r;
+}
+
+/* ---- (4) mounts ---- */
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+	for (const char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			*w++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+			p += 3;
+		} else {
+			*w++ = *p;
+		}
+	}
+	*w = '\0';
+}
+
+/* dir without trailing slashes + "/devicemapper/mnt/". */
+static int mnt_prefix(char *buf, size_t size, const char *dir)
+{
+	size_t l = strlen(dir);
+	while (l > 1 && dir[l - 1] == '/')
+		l--;
+	if (l == 1 && dir[0] == '/')
+		l = 0;
+	int m = snprintf(buf, size, "%.*s/devicemapper/mnt/", (int)l, dir);
+	return m < 0 || (size_t)m >= size ? -1 : 0;
+}
+
+static int check_mounts(const char *root, const char *docker_root, struct findings *f,
+			struct dmr_err *err)
+{
+	char path[LIVE_PATH], want[LIVE_PATH], want_real[LIVE_PATH] = "";
+	char *real = realpath(docker_root, NULL);
+	int r = 0;
+
+	if (mnt_prefix(want, sizeof(want), docker_root) < 0 ||
+	    (real && mnt_prefix(want_real, sizeof(want_real), real) < 0)) {
+		free(real);
+		return dmr_err_set(err, DMR_EUSAGE, "%s: path too long", docker_root);
+	}
+	free(real);
+	if (path_in(path, root, "/proc/self/mountinfo") < 0)
+		return dmr_err_set(err, DMR_EIO, "%s/proc: path too long", root);
+	FILE *fp = fopen(path, "re");
+	if (!fp)
+		return dmr_err_set(err, DMR_EIO, "cannot read %s: %s", path, strerror(errno));
+	char *line = NULL;
+	size_t cap = 0;
+	while (!r && getline(&line, &cap, fp) > 0) {
+		/* id parent maj:min root mount-point options ... */
+		char *save = NULL, *mp = strtok_r(line, " ", &save);
+		for (int field = 1; mp && field < 5; field++)
+			mp = strtok_r(NULL, " ", &save);
+		if (!mp)
+			continue;
+		unescape_octal(mp);
+		size_t lw = strlen(want), lr = strlen(want_real);
+		if ((!strncmp(mp, want, lw) && mp[lw]) || (lr && !strncmp(mp, want_real, lr) && mp[lr]))
+			r = add(f, LIVE_MOUNT, err, "%s is mounted", mp);
+	}
+	if (!r && ferror(fp))
+		r = dmr_err_set(err, DMR_EIO, "cannot read %s", path);
+	free(line);
+	fclose(fp);
+	return r;
+}
+
+/* ---- all together ---- */
+
+int live_check(const struct live_ctx *c, const char *docker_root,
+	       const char *metadata_path, const char *data_path,
+	       const char *dm_prefix, struct live_finding **out, size_t *n,
+	       struct dmr_err *err)
+{
+	const char *root = sysroot(c);
+	struct findings f = { NULL, 0, 0 };
+	struct loops loops = { .n = 0 };
+	struct findings loopf = { NULL, 0, 0 };
+	int want_cs = !dm_prefix || !strncmp(dm_prefix, "container-", 10);
+	int want_docker = !dm_prefix || !want_cs;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	if (!docker_root)
+		return dmr_err_set(err, DMR_EUSAGE, "live_check: no docker root");
+	/* Loops are looked up first: the dm check needs their numbers. */
+	if ((r = check_procs(root, want_docker, want_cs, &f, err)) ||
+	    (r = check_loops(root, metadata_path, data_path, &loops, &loopf, err)) ||
+	    (r = check_dm(root, dm_prefix, &loops, &f, err)))
+		goto fail;
+	for (size_t i = 0; i < loopf.n; i++)
+		if ((r = add(&f, loopf.v[i].kind, err, "%s", loopf.v[i].msg)))
+			goto fail;
+	if ((r = check_mounts(root, docker_root, &f, err)))
+		goto fail;
+	free(loopf.v);
+	*out = f.v;
+	*n = f.n;
+	return 0;
+fail:
+	free(loopf.v);
+	free(f.v);
+	return r;
+}
+
+/* ---- the lock ---- */
+
+int live_lock(const char *docker_root, int *fd, struct dmr_err *err)
+{
+	char path[LIVE_PATH];
+	*fd = -1;
+	if (mnt_prefix(path, sizeof(path), docker_root) < 0)
+		return dmr_err_set(err, DMR_EUSAGE, "%s: path too long", docker_root);
+	/* ".../devicemapper/mnt/" -> ".../devicemapper/.dmrescue.lock" */
+	char *mnt = path + strlen(path) - strlen("mnt/");
+	if ((size_t)(mnt - path) + sizeof(".dmrescue.lock") > sizeof(path))
+		return dmr_err_set(err, DMR_EUSAGE, "%s: path too long", docker_root);
+	strcpy(mnt, ".dmrescue.lock");
+
+	int l = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (l < 0)
+		return dmr_err_set(err, errno == ENOENT ? DMR_ENOENT : DMR_EIO,
+				   "cannot open the lock file %s: %s", path, strerror(errno));
+	if (flock(l, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		if (e == EWOULDBLOCK) {
+			char buf[32] = "";
+			ssize_t len = pread(l, buf, sizeof(buf) - 1, 0);
+			buf[len > 0 ? len : 0] = '\0';
+			buf[strcspn(buf, "\n")] = '\0';
+			if (buf[strspn(buf, "0123456789")])
+				buf[0] = '\0'; /* not a pid: say nothing about it */
+			close(l);
+			return dmr_err_set(err, DMR_EUSAGE,
+					   "another dmrescue%s%s%s is working on %s (it holds %s)",
+					   *buf ? " (pid " : "", buf, *buf ? ")" : "", docker_root, path);
+		}
+		close(l);
+		return dmr_err_set(err, DMR_EIO, "cannot lock %s: %s", path, strerror(e));
+	}
+	/* The pid is only for the message above; failing to write it is harmless. */
+	char pid[24];
+	int m = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(l, 0) == 0 && pwrite(l, pid, (size_t)m, 0) < 0) {
+		/* ignored */
+	}
+	*fd = l;
+	return 0;
+}
+
+void live_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
