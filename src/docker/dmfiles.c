@@ -338,15 +338,11 @@ static int walk_stray_dir(struct dk_scan *s, const struct fsr_dir *meta, size_t 
 static int read_metadata_dir(struct dk_scan *s, const struct fsr_dir *home)
 {
 	struct fsr_dir meta;
-	int r = dk_opendir(s, home, "metadata", 0, &meta, NULL, 0);
-	if (r)
-		return r < 0 ? r : 0;
 	struct fsr_list l;
-	r = dk_list(s, &meta, "", 1, &l);
-	if (r) {
-		fsr_closedir(&meta);
-		return r < 0 ? r : 0;
-	}
+	int r = dk_open_list(s, home, "metadata", &meta, &l);
+	if (r <= 0)
+		return r;
+	r = 0;
 	for (size_t i = 0; i < l.n && !r; i++) {
 		const char *name = l.e[i].name;
 		mode_t type = l.e[i].type;
@@ -474,15 +470,11 @@ out:
 static int read_mnt(struct dk_scan *s, const struct fsr_dir *home)
 {
 	struct fsr_dir mnt;
-	int r = dk_opendir(s, home, "mnt", 0, &mnt, NULL, 0);
-	if (r)
-		return r < 0 ? r : 0;
 	struct fsr_list l;
-	r = dk_list(s, &mnt, "", 1, &l);
-	if (r) {
-		fsr_closedir(&mnt);
-		return r < 0 ? r : 0;
-	}
+	int r = dk_open_list(s, home, "mnt", &mnt, &l);
+	if (r <= 0)
+		return r;
+	r = 0;
 	for (size_t i = 0; i < l.n && !r; i++) {
 		struct fsr_dir d;
 		r = dk_opendir(s, &mnt, l.e[i].name, 1, &d, NULL, 0);

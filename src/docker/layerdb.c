@@ -175,15 +175,11 @@ static int read_layer(struct dk_scan *s, const struct fsr_dir *sha, const char *
 static int read_layers(struct dk_scan *s, const struct fsr_dir *ldb)
 {
 	struct fsr_dir sha;
-	int r = dk_opendir(s, ldb, "sha256", 0, &sha, NULL, 0);
-	if (r)
-		return r < 0 ? r : 0;
 	struct fsr_list l;
-	r = dk_list(s, &sha, "", 1, &l);
-	if (r) {
-		fsr_closedir(&sha);
-		return r < 0 ? r : 0;
-	}
+	int r = dk_open_list(s, ldb, "sha256", &sha, &l);
+	if (r <= 0)
+		return r;
+	r = 0;
 	for (size_t i = 0; i < l.n && !r; i++) {
 		int removing;
 		if (layer_dir_name(l.e[i].name, &removing)) {
@@ -230,15 +226,11 @@ static int read_mount(struct dk_scan *s, const struct fsr_dir *mounts, const cha
 static int read_mounts(struct dk_scan *s, const struct fsr_dir *ldb)
 {
 	struct fsr_dir mounts;
-	int r = dk_opendir(s, ldb, "mounts", 0, &mounts, NULL, 0);
-	if (r)
-		return r < 0 ? r : 0;
 	struct fsr_list l;
-	r = dk_list(s, &mounts, "", 1, &l);
-	if (r) {
-		fsr_closedir(&mounts);
-		return r < 0 ? r : 0;
-	}
+	int r = dk_open_list(s, ldb, "mounts", &mounts, &l);
+	if (r <= 0)
+		return r;
+	r = 0;
 	for (size_t i = 0; i < l.n && !r; i++)
 		r = read_mount(s, &mounts, l.e[i].name);
 	fsr_list_free(&l);
@@ -250,15 +242,11 @@ static int read_mounts(struct dk_scan *s, const struct fsr_dir *ldb)
 static int read_write_sets(struct dk_scan *s, const struct fsr_dir *ldb)
 {
 	struct fsr_dir tmp;
-	int r = dk_opendir(s, ldb, "tmp", 0, &tmp, NULL, 0);
-	if (r)
-		return r < 0 ? r : 0;
 	struct fsr_list l;
-	r = dk_list(s, &tmp, "", 1, &l);
-	if (r) {
-		fsr_closedir(&tmp);
-		return r < 0 ? r : 0;
-	}
+	int r = dk_open_list(s, ldb, "tmp", &tmp, &l);
+	if (r <= 0)
+		return r;
+	r = 0;
 	for (size_t i = 0; i < l.n && !r; i++) {
 		char *path = dk_path(&tmp, l.e[i].name);
 		if (!path) {

@@ -202,3 +202,17 @@ void dk_free_strv(char **v, size_t n)
 		free(v[i]);
 	free(v);
 }
+
+int dk_open_list(struct dk_scan *s, const struct fsr_dir *at, const char *rel, struct fsr_dir *dir,
+		 struct fsr_list *list)
+{
+	int r = dk_opendir(s, at, rel, 0, dir, NULL, 0);
+	if (r)
+		return r < 0 ? r : 0;
+	r = dk_list(s, dir, "", 1, list);
+	if (r) {
+		fsr_closedir(dir);
+		return r < 0 ? r : 0;
+	}
+	return 1;
+}

@@ -52,6 +52,12 @@ int dk_opendir(struct dk_scan *s, const struct fsr_dir *at, const char *rel, int
 /* Also records a problem when the listing was cut at FSR_LIST_MAX entries. */
 int dk_list(struct dk_scan *s, const struct fsr_dir *at, const char *rel, int required, struct fsr_list *out);
 
+/* Opens the optional directory rel below at and lists it: 1 when both
+ * worked (close dir, free list), 0 when it is absent or a problem was
+ * recorded, negative for memory. */
+int dk_open_list(struct dk_scan *s, const struct fsr_dir *at, const char *rel, struct fsr_dir *dir,
+		 struct fsr_list *list);
+
 /* rel below at as a path relative to the root, malloc'd (NULL: no memory
  * or too long). */
 char *dk_path(const struct fsr_dir *at, const char *rel);
