@@ -13,6 +13,7 @@ enum dmr_exit {
 	DMR_EXIT_DAMAGE = 2,   /* the input is damaged */
 	DMR_EXIT_INPUT = 3,    /* could not read the input */
 	DMR_EXIT_OUTPUT = 4,   /* could not write the output */
+	DMR_EXIT_REFUSED = 5,  /* refused: something is live, or not confirmed */
 	DMR_EXIT_USAGE = 64,
 };
 
@@ -121,5 +122,7 @@ int cmd_dump(struct dmr_cli *cli, int argc, char **argv);
 int cmd_ls(struct dmr_cli *cli, int argc, char **argv);
 int cmd_scan(struct dmr_cli *cli, int argc, char **argv);
 int cmd_check(struct dmr_cli *cli, int argc, char **argv);
+int cmd_clean(struct dmr_cli *cli, int argc, char **argv);
+int cmd_undo(struct dmr_cli *cli, int argc, char **argv);
 
 #endif

@@ -21,6 +21,8 @@ static const struct command commands[] = {
 	{ "ls", cmd_ls, "list thin devices with mapped, exclusive and shared space" },
 	{ "scan", cmd_scan, "map every device to its Docker owner and find leftovers" },
 	{ "check", cmd_check, "check the pool and Docker's files, stricter than thin_check" },
+	{ "clean", cmd_clean, "remove leftovers offline, with a backup (see --dry-run)" },
+	{ "undo", cmd_undo, "restore the files a clean changed from its backup" },
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,3 @@
+#include "config.h"
+/* placeholder: being written */
+extern int dmr_placeholder_rewrite;
