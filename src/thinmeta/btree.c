@@ -2,6 +2,7 @@
 #include "thinmeta/btree.h"
 #include "thinmeta/blocksrc.h"
 #include "thinmeta/crc32c.h"
+#include "util/grow.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -87,14 +88,10 @@ struct level {
 
 static int level_push(struct level *l, struct walk_entry we)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct walk_entry *e = realloc(l->e, cap * sizeof(*e));
-		if (!e)
-			return -1;
-		l->e = e;
-		l->cap = cap;
-	}
+	struct walk_entry *e = dmr_grow(l->e, &l->cap, l->n, sizeof(*e));
+	if (!e)
+		return -1;
+	l->e = e;
 	l->e[l->n++] = we;
 	return 0;
 }

@@ -2,6 +2,7 @@
 #include "thinmeta/spacemap.h"
 #include "thinmeta/blocksrc.h"
 #include "thinmeta/crc32c.h"
+#include "util/grow.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -221,14 +222,10 @@ static int overflow_leaf(void *vctx, size_t root, const struct tm_node *leaf, ui
 			continue;
 		}
 		/* The overflow tree is bounded by the map: each block once. */
-		if (sm->nr_overflow == l->nr_over_cap) {
-			size_t cap = l->nr_over_cap ? l->nr_over_cap * 2 : 64;
-			struct tm_sm_overflow *o = realloc(sm->overflow, cap * sizeof(*o));
-			if (!o)
-				return DMR_ENOMEM;
-			sm->overflow = o;
-			l->nr_over_cap = cap;
-		}
+		struct tm_sm_overflow *o = dmr_grow(sm->overflow, &l->nr_over_cap, sm->nr_overflow, sizeof(*o));
+		if (!o)
+			return DMR_ENOMEM;
+		sm->overflow = o;
 		sm->overflow[sm->nr_overflow++] = (struct tm_sm_overflow){ .block = b, .count = c };
 	}
 	return 0;
@@ -344,7 +341,7 @@ int tm_sm_read(struct tm_pool *p, int which, struct tm_space_map *out, tm_damage
 	if (r == DMR_ENOMEM)
 		dmr_err_set(err, r, "%s: out of memory reading the %s", p->path, l.tree);
 out:
-	free(l.bitmap_block);
+	out->bitmap_block = l.bitmap_block;
 	free(l.reported);
 	if (r)
 		tm_sm_free(out);
@@ -355,7 +352,9 @@ void tm_sm_free(struct tm_space_map *sm)
 {
 	free(sm->counts);
 	free(sm->overflow);
+	free(sm->bitmap_block);
 	sm->counts = NULL;
 	sm->overflow = NULL;
+	sm->bitmap_block = NULL;
 	sm->nr_overflow = 0;
 }

@@ -20,6 +20,7 @@ struct tm_space_map {
 	struct tm_sm_overflow *overflow; /* ascending block */
 	size_t nr_overflow;
 	uint64_t nr_bitmaps;
+	uint64_t *bitmap_block; /* per bitmap: its block, 0 where the index has none */
 };
 
 /* Decodes entry i (0..16319) of a bitmap block payload: the lower-numbered
