@@ -22,7 +22,12 @@
  *
  * So the same code works in place (a metadata block device) and on a
  * private copy that the caller renames over the original (loop files).
- * Metadata blocks in use afterwards never exceed those before. */
+ * Metadata blocks in use afterwards never exceed those before, except with
+ * a held metadata snapshot: it keeps the old top level and details tree
+ * (and the removed devices' trees), so the new ones add to them.
+ *
+ * The kept devices' trees are not read: a pool whose space map undercounts
+ * them would have them overwritten. Check the pool (check.h) first. */
 #ifndef DMR_THINMETA_REWRITE_H
 #define DMR_THINMETA_REWRITE_H
 
