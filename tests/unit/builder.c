@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "thinmeta/btbuild.h"
 #include "thinmeta/crc32c.h"
+#include "thinmeta/smwrite.h"
 
 static void die(const char *what)
 {
@@ -83,24 +85,9 @@ void bld_reseal(struct bld *b, uint64_t block, uint32_t salt)
 void bld_node(struct bld *b, uint64_t block, uint32_t flags, uint32_t value_size, uint32_t nr,
 	      const uint64_t *keys, const void *values)
 {
-	unsigned char *p = bld_block(b, block);
-	uint32_t max = tm_node_max_entries(value_size);
-	if (nr > max)
+	if (nr > tm_node_max_entries(value_size))
 		die("too many entries for a node");
-	memset(p, 0, TM_BLOCK_SIZE);
-	struct tm_disk_node_header h = {
-		.flags = htole32(flags),
-		.blocknr = htole64(block),
-		.nr_entries = htole32(nr),
-		.max_entries = htole32(max),
-		.value_size = htole32(value_size),
-	};
-	memcpy(p, &h, sizeof(h));
-	for (uint32_t i = 0; i < nr; i++)
-		tm_put_le64(p + sizeof(h) + 8u * i, keys[i]);
-	if (nr)
-		memcpy(p + sizeof(h) + 8u * max, values, (size_t)nr * value_size);
-	bld_reseal_node(b, block);
+	tm_node_write(bld_block(b, block), block, flags, value_size, nr, keys, values);
 }
 
 void bld_node64(struct bld *b, uint64_t block, uint32_t flags, uint32_t nr, const uint64_t *keys,
@@ -183,6 +170,65 @@ size_t bld_device(struct bld *b, uint64_t id, const struct bld_map *maps, size_t
 	return b->nr_devs++;
 }
 
+uint64_t bld_leaf(struct bld *b, uint64_t v0, uint64_t d0, uint32_t n)
+{
+	uint64_t keys[252], vals[252];
+	if (n > 252)
+		die("too many mappings for one leaf");
+	uint64_t blk = bld_alloc(b);
+	for (uint32_t i = 0; i < n; i++) {
+		keys[i] = v0 + i;
+		vals[i] = bld_block_time(d0 + i, 0);
+		if (d0 + i < b->nr_data_blocks)
+			b->data_count[d0 + i]++;
+	}
+	bld_node64(b, blk, TM_NODE_LEAF, n, keys, vals);
+	return blk;
+}
+
+uint64_t bld_inode(struct bld *b, uint32_t n, const uint64_t *children)
+{
+	uint64_t keys[252];
+	if (n < 1 || n > 252)
+		die("bad number of children for an internal node");
+	for (uint32_t i = 0; i < n; i++)
+		keys[i] = tm_le64(bld_block(b, children[i]) + 32);
+	uint64_t blk = bld_alloc(b);
+	bld_node64(b, blk, TM_NODE_INTERNAL, n, keys, children);
+	return blk;
+}
+
+uint64_t bld_subtree(struct bld *b, uint64_t v0, uint64_t d0, uint32_t nleaves, uint32_t per)
+{
+	uint64_t ch[252];
+	if (nleaves > 252)
+		die("too many leaves for one internal node");
+	for (uint32_t i = 0; i < nleaves; i++)
+		ch[i] = bld_leaf(b, v0 + (uint64_t)i * per, d0 + (uint64_t)i * per, per);
+	return bld_inode(b, nleaves, ch);
+}
+
+void bld_add_dev(struct bld *b, uint64_t id, uint64_t root, uint64_t mapped)
+{
+	size_t i = bld_device(b, id, NULL, mapped, 0, BLD_NO_MAPPING);
+	b->dev[i].root = root;
+}
+
+void bld_devs_own_leaves(struct bld *b, uint64_t first, uint32_t n, uint64_t d0, uint32_t len)
+{
+	for (uint64_t d = first; d < first + n; d++)
+		bld_add_dev(b, d, bld_leaf(b, 0, d0, len), len);
+}
+
+uint64_t bld_devs_shared_leaf(struct bld *b, uint64_t first, uint32_t n, uint64_t d0, uint32_t len)
+{
+	uint64_t leaf = bld_leaf(b, 0, d0, len);
+	for (uint64_t d = first; d < first + n; d++)
+		bld_add_dev(b, d, leaf, len);
+	b->meta_count[leaf] = n;
+	return leaf;
+}
+
 uint64_t bld_reserve_snapshot(struct bld *b)
 {
 	b->held_root = bld_alloc(b);
@@ -195,75 +241,23 @@ static int cmp_dev(const void *x, const void *y)
 	return a->id < c->id ? -1 : a->id > c->id;
 }
 
-/* Bitmap entry i := count (0..3), the lower-numbered bit being the high bit. */
-static void bitmap_put(unsigned char *blk, uint32_t i, unsigned count)
-{
-	unsigned char *wp = blk + 16 + 8u * (i / 32u);
-	uint64_t w = tm_le64(wp);
-	unsigned sh = 2u * (i % 32u);
-	w &= ~(3ull << sh);
-	uint64_t pair = ((uint64_t)(count >> 1) & 1u) | ((uint64_t)(count & 1u) << 1);
-	w |= pair << sh;
-	tm_put_le64(wp, w);
-}
-
 void bld_bitmap_set(struct bld *b, uint64_t block, uint32_t i, unsigned count)
 {
-	bitmap_put(bld_block(b, block), i, count);
+	tm_bitmap_put(bld_block(b, block), i, count);
 	bld_reseal(b, block, TM_SALT_BITMAP);
-}
-
-/* Writes bitmap k of a map from counts; fills its index entry. */
-static void write_bitmap(struct bld *b, uint64_t block, const uint32_t *counts, uint64_t nr_blocks, uint64_t k,
-			 struct tm_disk_index_entry *ie)
-{
-	unsigned char *p = bld_block(b, block);
-	memset(p, 0, TM_BLOCK_SIZE);
-	tm_put_le64(p + 8, block);
-	uint64_t first = k * TM_ENTRIES_PER_BITMAP;
-	uint32_t nr_free = 0, none_free_before = TM_ENTRIES_PER_BITMAP;
-	for (uint32_t i = 0; i < TM_ENTRIES_PER_BITMAP && first + i < nr_blocks; i++) {
-		uint32_t c = counts[first + i];
-		bitmap_put(p, i, c > 3 ? 3 : c);
-		if (c == 0) {
-			nr_free++;
-			if (none_free_before == TM_ENTRIES_PER_BITMAP)
-				none_free_before = i;
-		}
-	}
-	bld_reseal(b, block, TM_SALT_BITMAP);
-	ie->blocknr = htole64(block);
-	ie->nr_free = htole32(nr_free);
-	ie->none_free_before = htole32(none_free_before == TM_ENTRIES_PER_BITMAP ? 0 : none_free_before);
 }
 
 /* The overflow tree of a map: a (block, u32 count) entry per count >= 3. */
 static uint64_t overflow_tree(struct bld *b, const uint32_t *counts, uint64_t nr_blocks)
 {
-	size_t n = 0;
-	for (uint64_t i = 0; i < nr_blocks; i++)
-		n += counts[i] >= 3;
+	size_t n = (size_t)tm_counts_overflowing(counts, nr_blocks);
 	uint64_t *keys = xcalloc(n, sizeof(*keys));
-	uint32_t *vals = xcalloc(n, sizeof(*vals));
-	size_t k = 0;
-	for (uint64_t i = 0; i < nr_blocks; i++)
-		if (counts[i] >= 3) {
-			keys[k] = i;
-			tm_put_le32(&vals[k], counts[i]);
-			k++;
-		}
+	unsigned char *vals = xcalloc(n, 4);
+	tm_counts_overflow_pairs(counts, nr_blocks, keys, vals);
 	uint64_t root = bld_tree(b, 4, n, keys, vals, 0);
 	free(keys);
 	free(vals);
 	return root;
-}
-
-static uint64_t nr_allocated(const uint32_t *counts, uint64_t n)
-{
-	uint64_t a = 0;
-	for (uint64_t i = 0; i < n; i++)
-		a += counts[i] != 0;
-	return a;
 }
 
 void bld_finish(struct bld *b)
@@ -310,7 +304,8 @@ void bld_finish(struct bld *b)
 	struct tm_disk_index_entry ie[BLD_MAX_BITMAPS];
 	uint64_t ikeys[BLD_MAX_BITMAPS];
 	for (uint64_t k = 0; k < b->nr_data_bitmaps; k++) {
-		write_bitmap(b, b->data_bitmap[k], b->data_count, b->nr_data_blocks, k, &ie[k]);
+		tm_bitmap_build(bld_block(b, b->data_bitmap[k]), b->data_bitmap[k], b->data_count, b->nr_data_blocks, k,
+				&ie[k]);
 		ikeys[k] = k;
 	}
 	b->data_index_root = bld_tree(b, sizeof(struct tm_disk_index_entry), (size_t)b->nr_data_bitmaps,
@@ -319,12 +314,10 @@ void bld_finish(struct bld *b)
 
 	/* Metadata space map: the overflow tree first, since its nodes count. */
 	b->meta_ref_root = overflow_tree(b, b->meta_count, b->nr_blocks);
-	struct tm_disk_metadata_index *mi = (struct tm_disk_metadata_index *)bld_block(b, b->meta_index);
-	memset(mi, 0, TM_BLOCK_SIZE);
-	mi->blocknr = htole64(b->meta_index);
 	for (uint64_t k = 0; k < b->nr_meta_bitmaps; k++)
-		write_bitmap(b, b->meta_bitmap[k], b->meta_count, b->nr_blocks, k, &mi->index[k]);
-	bld_reseal(b, b->meta_index, TM_SALT_INDEX);
+		tm_bitmap_build(bld_block(b, b->meta_bitmap[k]), b->meta_bitmap[k], b->meta_count, b->nr_blocks, k,
+				&ie[k]);
+	tm_metadata_index_build(bld_block(b, b->meta_index), b->meta_index, ie, b->nr_meta_bitmaps);
 
 	/* Superblock. */
 	struct tm_disk_superblock sb = {
@@ -342,13 +335,13 @@ void bld_finish(struct bld *b)
 	};
 	struct tm_disk_sm_root dsm = {
 		.nr_blocks = b->nr_data_blocks,
-		.nr_allocated = nr_allocated(b->data_count, b->nr_data_blocks),
+		.nr_allocated = tm_counts_nonzero(b->data_count, b->nr_data_blocks),
 		.bitmap_root = b->data_index_root,
 		.ref_count_root = b->data_ref_root,
 	};
 	struct tm_disk_sm_root msm = {
 		.nr_blocks = b->nr_blocks,
-		.nr_allocated = nr_allocated(b->meta_count, b->nr_blocks),
+		.nr_allocated = tm_counts_nonzero(b->meta_count, b->nr_blocks),
 		.bitmap_root = b->meta_index,
 		.ref_count_root = b->meta_ref_root,
 	};
@@ -387,11 +380,12 @@ void bld_sm_root_get(const uint8_t raw[TM_SM_ROOT_SIZE], struct tm_disk_sm_root 
 
 void bld_sm_root_put(uint8_t raw[TM_SM_ROOT_SIZE], const struct tm_disk_sm_root *r)
 {
+	const struct tm_sm_root h = {
+		.nr_blocks = r->nr_blocks, .nr_allocated = r->nr_allocated,
+		.bitmap_root = r->bitmap_root, .ref_count_root = r->ref_count_root,
+	};
 	memset(raw, 0, TM_SM_ROOT_SIZE);
-	tm_put_le64(raw, r->nr_blocks);
-	tm_put_le64(raw + 8, r->nr_allocated);
-	tm_put_le64(raw + 16, r->bitmap_root);
-	tm_put_le64(raw + 24, r->ref_count_root);
+	tm_sm_root_encode(raw, &h);
 }
 
 void bld_sb_get(struct bld *b, uint64_t sbblock, struct tm_disk_superblock *sb)

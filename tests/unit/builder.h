@@ -114,6 +114,25 @@ enum {
 size_t bld_device(struct bld *b, uint64_t id, const struct bld_map *maps, size_t n, uint32_t leaf_fill,
 		  unsigned flags);
 
+/* Trees built by hand, for sharing: a mapping leaf virtual v0+i -> data
+ * d0+i (time 0) for i < n, counting one data reference per mapping; an
+ * internal node over children[0..n) (keys read back from the children);
+ * nleaves leaves of per mappings under one internal node. Each takes new
+ * blocks with bld_alloc. */
+uint64_t bld_leaf(struct bld *b, uint64_t v0, uint64_t d0, uint32_t n);
+uint64_t bld_inode(struct bld *b, uint32_t n, const uint64_t *children);
+uint64_t bld_subtree(struct bld *b, uint64_t v0, uint64_t d0, uint32_t nleaves, uint32_t per);
+/* A device (details mapped_blocks = mapped) whose bottom-level tree the
+ * test built. Every block bld_alloc hands out counts one parent: the test
+ * adds the others of a shared root or node to b->meta_count. */
+void bld_add_dev(struct bld *b, uint64_t id, uint64_t root, uint64_t mapped);
+
+/* Devices first..first+n-1 mapping virtual 0..len-1 to data d0..: with a
+ * leaf each (data counts n), or all on one leaf (its metadata count n;
+ * returned). */
+void bld_devs_own_leaves(struct bld *b, uint64_t first, uint32_t n, uint64_t d0, uint32_t len);
+uint64_t bld_devs_shared_leaf(struct bld *b, uint64_t first, uint32_t n, uint64_t d0, uint32_t len);
+
 /* Allocates a block for a metadata-snapshot copy of the superblock;
  * bld_finish writes it. */
 uint64_t bld_reserve_snapshot(struct bld *b);

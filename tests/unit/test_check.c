@@ -191,53 +191,6 @@ static struct bld_dev *dev_of(struct bld *b, uint64_t id)
 	return NULL;
 }
 
-/* A mapping leaf: virtual v0+i -> data d0+i (time 0) for i < n; counts one
- * data reference per mapping. */
-static uint64_t leaf(struct bld *b, uint64_t v0, uint64_t d0, uint32_t n)
-{
-	uint64_t keys[252], vals[252];
-	assert_true(n <= 252);
-	uint64_t blk = bld_alloc(b);
-	for (uint32_t i = 0; i < n; i++) {
-		keys[i] = v0 + i;
-		vals[i] = bld_block_time(d0 + i, 0);
-		if (d0 + i < b->nr_data_blocks)
-			b->data_count[d0 + i]++;
-	}
-	bld_node64(b, blk, TM_NODE_LEAF, n, keys, vals);
-	return blk;
-}
-
-/* An internal node over children[0..n); its keys are the children's first
- * keys (read back from the children). */
-static uint64_t inode(struct bld *b, uint32_t n, const uint64_t *children)
-{
-	uint64_t keys[252];
-	assert_true(n >= 1 && n <= 252);
-	for (uint32_t i = 0; i < n; i++)
-		keys[i] = tm_le64(bld_block(b, children[i]) + 32);
-	uint64_t blk = bld_alloc(b);
-	bld_node64(b, blk, TM_NODE_INTERNAL, n, keys, children);
-	return blk;
-}
-
-/* nleaves leaves of per mappings each, virtual v0.. -> data d0.., under
- * one internal node. */
-static uint64_t subtree(struct bld *b, uint64_t v0, uint64_t d0, uint32_t nleaves, uint32_t per)
-{
-	uint64_t ch[252];
-	for (uint32_t i = 0; i < nleaves; i++)
-		ch[i] = leaf(b, v0 + (uint64_t)i * per, d0 + (uint64_t)i * per, per);
-	return inode(b, nleaves, ch);
-}
-
-/* A device whose bottom-level tree the test built. */
-static void add_dev(struct bld *b, uint64_t id, uint64_t root, uint64_t mapped)
-{
-	size_t i = bld_device(b, id, NULL, mapped, 0, BLD_NO_MAPPING);
-	b->dev[i].root = root;
-}
-
 /* Flips a byte of block blk without resealing it. */
 static void smash(struct bld *b, uint64_t blk)
 {
@@ -323,13 +276,9 @@ static void test_clean_overflow_counts(void **state)
 	bld_init(&b, 16400, 40000); /* two metadata bitmaps, three data bitmaps */
 	b.time = 1;
 	/* Five devices with distinct leaves mapping the same data blocks. */
-	for (uint64_t d = 1; d <= 5; d++)
-		add_dev(&b, d, leaf(&b, 0, 16300, 40), 40);
+	bld_devs_own_leaves(&b, 1, 5, 16300, 40);
 	/* A leaf shared by four devices: metadata count 4 (overflow). */
-	uint64_t shared = leaf(&b, 0, 30000, 10);
-	for (uint64_t d = 6; d <= 9; d++)
-		add_dev(&b, d, shared, 10);
-	b.meta_count[shared] = 4;
+	uint64_t shared = bld_devs_shared_leaf(&b, 6, 4, 30000, 10);
 	bld_finish(&b);
 	assert_int_equal(b.data_count[16300], 5);
 	assert_int_equal(b.data_count[30000], 1);
@@ -343,9 +292,7 @@ static void test_clean_overflow_counts(void **state)
 	/* The overflow count of the shared leaf one too low. */
 	bld_free(&b);
 	bld_init(&b, 64, 1024);
-	shared = leaf(&b, 0, 100, 10);
-	for (uint64_t d = 1; d <= 4; d++)
-		add_dev(&b, d, shared, 10);
+	shared = bld_devs_shared_leaf(&b, 1, 4, 100, 10);
 	b.meta_count[shared] = 3; /* written: 3; referenced by 4 */
 	bld_finish(&b);
 	check(&b, &l);
@@ -362,12 +309,12 @@ static void build_shared_leaf(struct bld *b, uint64_t *l2)
 {
 	bld_init(b, 32, 1024);
 	b->time = 2;
-	uint64_t l1 = leaf(b, 0, 0, 100);
-	*l2 = leaf(b, 100, 100, 100);
-	uint64_t l3 = leaf(b, 0, 200, 100);
+	uint64_t l1 = bld_leaf(b, 0, 0, 100);
+	*l2 = bld_leaf(b, 100, 100, 100);
+	uint64_t l3 = bld_leaf(b, 0, 200, 100);
 	uint64_t r1[] = { l1, *l2 }, r2[] = { l3, *l2 };
-	add_dev(b, 1, inode(b, 2, r1), 200);
-	add_dev(b, 2, inode(b, 2, r2), 200);
+	bld_add_dev(b, 1, bld_inode(b, 2, r1), 200);
+	bld_add_dev(b, 2, bld_inode(b, 2, r2), 200);
 	b->meta_count[*l2]++; /* two parents */
 }
 
@@ -420,12 +367,12 @@ static void build_shared_internal(struct bld *b, uint64_t *s)
 	bld_init(b, 300, 24000);
 	b->time = 2;
 	const uint32_t per = 84, span = 84 * 84;
-	uint64_t a = subtree(b, 0, 0, 84, per);
-	*s = subtree(b, span, span, 84, per);
-	uint64_t c = subtree(b, 0, 2 * span, 84, per);
+	uint64_t a = bld_subtree(b, 0, 0, 84, per);
+	*s = bld_subtree(b, span, span, 84, per);
+	uint64_t c = bld_subtree(b, 0, 2 * span, 84, per);
 	uint64_t r1[] = { a, *s }, r2[] = { c, *s };
-	add_dev(b, 1, inode(b, 2, r1), 2 * span);
-	add_dev(b, 2, inode(b, 2, r2), 2 * span);
+	bld_add_dev(b, 1, bld_inode(b, 2, r1), 2 * span);
+	bld_add_dev(b, 2, bld_inode(b, 2, r2), 2 * span);
 	b->meta_count[*s]++;
 }
 
@@ -467,11 +414,11 @@ static void test_shared_subtree_depths(void **state)
 	bld_init(&b, 256, 16000);
 	b.time = 3;
 	const uint32_t per = 84, span = 84 * 84;
-	uint64_t i = subtree(&b, 0, 0, 84, per);
-	uint64_t k = subtree(&b, span, span, 84, per);
+	uint64_t i = bld_subtree(&b, 0, 0, 84, per);
+	uint64_t k = bld_subtree(&b, span, span, 84, per);
 	uint64_t r2[] = { i, k };
-	add_dev(&b, 1, i, span);
-	add_dev(&b, 2, inode(&b, 2, r2), 2 * span);
+	bld_add_dev(&b, 1, i, span);
+	bld_add_dev(&b, 2, bld_inode(&b, 2, r2), 2 * span);
 	b.meta_count[i]++;
 	bld_finish(&b);
 	struct found l;
@@ -482,12 +429,12 @@ static void test_shared_subtree_depths(void **state)
 	/* Device 1 one mapping short: only device 1 is reported. */
 	bld_free(&b);
 	bld_init(&b, 256, 16000);
-	i = subtree(&b, 0, 0, 84, per);
-	k = subtree(&b, span, span, 84, per);
+	i = bld_subtree(&b, 0, 0, 84, per);
+	k = bld_subtree(&b, span, span, 84, per);
 	uint64_t r2b[] = { i, k };
-	add_dev(&b, 1, i, span - 1);
-	uint64_t root2 = inode(&b, 2, r2b);
-	add_dev(&b, 2, root2, 2 * span);
+	bld_add_dev(&b, 1, i, span - 1);
+	uint64_t root2 = bld_inode(&b, 2, r2b);
+	bld_add_dev(&b, 2, root2, 2 * span);
 	b.meta_count[i]++;
 	bld_finish(&b);
 	check(&b, &l);
@@ -499,11 +446,11 @@ static void test_shared_subtree_depths(void **state)
 	/* Two levels apart: device 2's root -> A -> I, I being device 1's
 	 * root (A, with one child, is underfull). */
 	bld_init(&b, 32, 1024);
-	uint64_t ls[] = { leaf(&b, 0, 0, 100), leaf(&b, 100, 100, 100) };
-	i = inode(&b, 2, ls);
-	uint64_t a = inode(&b, 1, &i);
-	add_dev(&b, 1, i, 200);
-	add_dev(&b, 2, inode(&b, 1, &a), 200);
+	uint64_t ls[] = { bld_leaf(&b, 0, 0, 100), bld_leaf(&b, 100, 100, 100) };
+	i = bld_inode(&b, 2, ls);
+	uint64_t a = bld_inode(&b, 1, &i);
+	bld_add_dev(&b, 1, i, 200);
+	bld_add_dev(&b, 2, bld_inode(&b, 1, &a), 200);
 	b.meta_count[i]++;
 	bld_finish(&b);
 	check(&b, &l);
@@ -622,8 +569,8 @@ static void build_snapshot_diverged(struct bld *b)
 	bld_device(b, 1, maps, 3, 0, 0);
 	/* The snapshot's version of device 1 (and of a device 2 deleted
 	 * since): data 30..32 and 40. */
-	uint64_t sl1 = leaf(b, 0, 30, 3);
-	uint64_t sl2 = leaf(b, 0, 40, 1);
+	uint64_t sl1 = bld_leaf(b, 0, 30, 3);
+	uint64_t sl2 = bld_leaf(b, 0, 40, 1);
 	uint64_t stop = bld_alloc(b), sdet = bld_alloc(b);
 	uint64_t keys[] = { 1, 2 }, roots[] = { sl1, sl2 };
 	bld_node64(b, stop, TM_NODE_LEAF, 2, keys, roots);
@@ -724,8 +671,8 @@ static void test_data_undercount(void **state)
 	struct bld b;
 	/* Data block 100 in two distinct leaves: two references. */
 	bld_init(&b, 32, 1024);
-	add_dev(&b, 1, leaf(&b, 0, 100, 4), 4);
-	add_dev(&b, 2, leaf(&b, 7, 100, 1), 1);
+	bld_add_dev(&b, 1, bld_leaf(&b, 0, 100, 4), 4);
+	bld_add_dev(&b, 2, bld_leaf(&b, 7, 100, 1), 1);
 	bld_finish(&b);
 	assert_int_equal(b.data_count[100], 2);
 	struct found l;
@@ -976,12 +923,12 @@ static void test_cycle_ancestor(void **state)
 	(void)state;
 	struct bld b;
 	bld_init(&b, 32, 1024);
-	uint64_t la[] = { leaf(&b, 0, 0, 100), leaf(&b, 100, 100, 100) };
-	uint64_t lb[] = { leaf(&b, 200, 200, 100), leaf(&b, 300, 300, 100) };
-	uint64_t ia = inode(&b, 2, la), ib = inode(&b, 2, lb);
+	uint64_t la[] = { bld_leaf(&b, 0, 0, 100), bld_leaf(&b, 100, 100, 100) };
+	uint64_t lb[] = { bld_leaf(&b, 200, 200, 100), bld_leaf(&b, 300, 300, 100) };
+	uint64_t ia = bld_inode(&b, 2, la), ib = bld_inode(&b, 2, lb);
 	uint64_t top[] = { ia, ib };
-	uint64_t root = inode(&b, 2, top);
-	add_dev(&b, 1, root, 400);
+	uint64_t root = bld_inode(&b, 2, top);
+	bld_add_dev(&b, 1, root, 400);
 	/* ib's second child becomes the root. */
 	uint64_t keys[] = { 200, 300 }, ch[] = { lb[0], root };
 	bld_node64(&b, ib, TM_NODE_INTERNAL, 2, keys, ch);
@@ -1076,9 +1023,9 @@ static void test_metadata_file_short(void **state)
 	bld_init(&b, 64, 1024);
 	uint64_t first = b.next;
 	b.next = 40;
-	uint64_t far = leaf(&b, 0, 10, 3);
+	uint64_t far = bld_leaf(&b, 0, 10, 3);
 	b.next = first;
-	add_dev(&b, 1, far, 3);
+	bld_add_dev(&b, 1, far, 3);
 	bld_finish(&b);
 	check_n(&b, 32, &l);
 	expect(&l, TM_CHK_METADATA_SIZE, TM_SEV_FATAL, NOBLOCK, NODEV, "cut short", END);
@@ -1147,8 +1094,8 @@ static void test_underfull(void **state)
 	bld_init(&b, 32, 1024);
 	bld_device(&b, 5, maps, 168, 84, 0);
 	bld_device(&b, 6, maps, 1, 0, 0);
-	uint64_t only = leaf(&b, 0, 900, 100);
-	add_dev(&b, 8, inode(&b, 1, &only), 100);
+	uint64_t only = bld_leaf(&b, 0, 900, 100);
+	bld_add_dev(&b, 8, bld_inode(&b, 1, &only), 100);
 	bld_finish(&b);
 	check(&b, &l);
 	expect_clean(&l);
