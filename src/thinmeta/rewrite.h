@@ -45,7 +45,7 @@ struct tm_rewrite_result {
 
 /* Opens path read-write, removes devices ids[0..n) (each must exist in
  * both the details tree and the mapping tree: DMR_ENOENT naming the id
- * otherwise), writes through util/safeio (so fault injection covers every
+ * otherwise; an id given twice is removed once), writes through util/safeio (so fault injection covers every
  * write), fsyncs, writes the superblock, fsyncs. With n == 0 nothing is
  * written. On damage anywhere it reads (bad checksum, a count that would
  * go below zero, a block out of range) it stops with DMR_ECORRUPT before
