@@ -110,17 +110,22 @@ void sha256_final(struct sha256_ctx *c, unsigned char out[SHA256_DIGEST_LEN])
 	memset(c, 0, sizeof(*c));
 }
 
-void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
+void sha256_final_hex(struct sha256_ctx *c, char out[SHA256_HEX_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
-	struct sha256_ctx c;
 	unsigned char d[SHA256_DIGEST_LEN];
-	sha256_init(&c);
-	sha256_update(&c, data, len);
-	sha256_final(&c, d);
+	sha256_final(c, d);
 	for (int i = 0; i < SHA256_DIGEST_LEN; i++) {
 		out[2 * i] = hex[d[i] >> 4];
 		out[2 * i + 1] = hex[d[i] & 15];
 	}
 	out[SHA256_HEX_LEN] = '\0';
+}
+
+void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
+{
+	struct sha256_ctx c;
+	sha256_init(&c);
+	sha256_update(&c, data, len);
+	sha256_final_hex(&c, out);
 }

@@ -21,6 +21,9 @@ void sha256_init(struct sha256_ctx *c);
 void sha256_update(struct sha256_ctx *c, const void *data, size_t len);
 void sha256_final(struct sha256_ctx *c, unsigned char out[SHA256_DIGEST_LEN]);
 
+/* sha256_final, written as 64 lowercase hex characters and a NUL. */
+void sha256_final_hex(struct sha256_ctx *c, char out[SHA256_HEX_LEN + 1]);
+
 /* One-shot digest as 64 lowercase hex characters and a NUL. */
 void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1]);
 
