@@ -59,17 +59,32 @@ int bk_seal(struct backup *b, struct dmr_err *err);
 /* Moves a planned path into the backup; its parent directory is fsynced. */
 int bk_remove_now(struct backup *b, const char *relpath, struct dmr_err *err);
 /* relpath NULL: the metadata file. sha256_hex: 64 hex digits, or NULL when
- * the file no longer exists after the change. */
+ * the file no longer exists after the change. Once sealed, the manifest is
+ * rewritten at once. Best called before the change is made: undo accepts a
+ * file holding either its saved or its after-change content, but refuses
+ * (unless forced) one whose new content the backup does not know. */
 int bk_set_after(struct backup *b, const char *relpath, const char *sha256_hex, struct dmr_err *err);
 int bk_finish(struct backup *b, struct dmr_err *err);
 void bk_close(struct backup *b);
 
+/* The Docker root a backup records (from its manifest, checked as bk_undo
+ * checks it); *root is malloc'ed. */
+int bk_manifest_root(const char *backup_dir, char **root, struct dmr_err *err);
+
 /* SHA-256 of a whole file as 64 hex digits (+ NUL). */
 int bk_sha256_file(const char *path, char hex[65], struct dmr_err *err);
+
+struct bk_undo_result {
+	unsigned restored;  /* files and trees put back */
+	unsigned displaced; /* current versions moved to <backup>/displaced/ (force) */
+	int changed;        /* something in the Docker root may have changed: a
+			     * failure after this is a failure to write */
+};
 
 struct bk_undo_opts {
 	int force;    /* restore even when files changed since, or reclaim ran */
 	int dry_run;  /* print what would be restored, change nothing */
+	struct bk_undo_result *result; /* optional: filled in, also on failure */
 };
 
 /* Restores a backup byte for byte: verifies every stored copy against the
@@ -77,7 +92,15 @@ struct bk_undo_opts {
  * file no longer has its after-change SHA-256 (Docker ran since), unless
  * forced; then puts each file back (temp file + fsync + rename, directories
  * renamed back) and marks the manifest "undone". report gets one line per
- * action. */
+ * action. docker_root NULL: the one the manifest records.
+ *
+ * A file that still has its saved content is left alone, so undo also
+ * works on a backup whose command was interrupted (state "prepared"), and
+ * an interrupted undo can simply be run again. A forced undo keeps what it
+ * replaces in <backup>/displaced/. Errors: DMR_ENOENT or DMR_EIO when the
+ * backup cannot be read, DMR_ECORRUPT when it is damaged (a stored copy
+ * differs from the manifest, or the manifest does not parse), DMR_EUSAGE
+ * for a refusal, DMR_EIO when a restore fails (then result->changed). */
 int bk_undo(const char *backup_dir, const char *docker_root, const struct bk_undo_opts *o,
 	    void (*report)(void *ctx, const char *line), void *ctx, struct dmr_err *err);
 
