@@ -21,7 +21,8 @@
 
 struct rewrite {
 	const char *path;
-	int fd;
+	int do_write;                 /* 0: plan only, the file opened read-only */
+	int fd;                       /* for writing; -1 when planning */
 	struct tm_pool *p;
 	unsigned char *sb_raw;        /* the committed superblock, as read */
 	struct tm_refcounts rc;       /* changed in memory as references go */
@@ -91,9 +92,11 @@ static int load_counts(struct rewrite *w, int which, uint32_t **counts, uint64_t
 
 static int load_superblock(struct rewrite *w, struct dmr_err *err)
 {
-	w->fd = open(w->path, O_RDWR | O_CLOEXEC);
-	if (w->fd < 0)
-		return dmr_err_set(err, DMR_EIO, "%s: cannot open for writing: %s", w->path, strerror(errno));
+	if (w->do_write) {
+		w->fd = open(w->path, O_RDWR | O_CLOEXEC);
+		if (w->fd < 0)
+			return dmr_err_set(err, DMR_EIO, "%s: cannot open for writing: %s", w->path, strerror(errno));
+	}
 	int r = tm_pool_open(&w->p, w->path, 0, err);
 	if (r)
 		return r;
@@ -437,10 +440,12 @@ static void rewrite_free(struct rewrite *w)
 	free(w->new_buf);
 }
 
-int tm_rewrite_remove(const char *path, const uint64_t *ids, size_t n, struct tm_rewrite_result *res,
-		      struct dmr_err *err)
+/* The removal, up to the writing when do_write is 0: everything else (and
+ * so every figure and every error but the writes') is the same. */
+static int rewrite(const char *path, const uint64_t *ids, size_t n, int do_write, struct tm_rewrite_result *res,
+		   struct dmr_err *err)
 {
-	struct rewrite w = { .path = path, .fd = -1 };
+	struct rewrite w = { .path = path, .do_write = do_write, .fd = -1 };
 	memset(res, 0, sizeof(*res));
 	int r = load(&w, err);
 	if (!r)
@@ -458,7 +463,8 @@ int tm_rewrite_remove(const char *path, const uint64_t *ids, size_t n, struct tm
 		if (r)
 			goto out;
 		build_superblock(&w);
-		r = write_new(&w, err);
+		if (w.do_write)
+			r = write_new(&w, err);
 		if (r)
 			goto out;
 		res->blocks_written = w.nr_new + 1;
@@ -468,4 +474,16 @@ int tm_rewrite_remove(const char *path, const uint64_t *ids, size_t n, struct tm
 out:
 	rewrite_free(&w);
 	return r;
+}
+
+int tm_rewrite_remove(const char *path, const uint64_t *ids, size_t n, struct tm_rewrite_result *res,
+		      struct dmr_err *err)
+{
+	return rewrite(path, ids, n, 1, res, err);
+}
+
+int tm_rewrite_plan(const char *path, const uint64_t *ids, size_t n, struct tm_rewrite_result *res,
+		    struct dmr_err *err)
+{
+	return rewrite(path, ids, n, 0, res, err);
 }

@@ -56,4 +56,15 @@ struct tm_rewrite_result {
 int tm_rewrite_remove(const char *path, const uint64_t *ids, size_t n, struct tm_rewrite_result *res,
 		      struct dmr_err *err);
 
+/* What tm_rewrite_remove(path, ids, n) would do, without doing it: opens
+ * path read-only (no write access needed) and writes nothing, but reads,
+ * releases, allocates and builds exactly as the removal does, so res gets
+ * the figures the removal would produce (blocks_written: the blocks it
+ * would write, superblock included; data_used_before - data_used_after:
+ * the data blocks it frees, a block shared by removed devices once) and
+ * the errors are the same (DMR_ENOENT, DMR_ECORRUPT, DMR_EUNSUPP, with the
+ * same messages). */
+int tm_rewrite_plan(const char *path, const uint64_t *ids, size_t n, struct tm_rewrite_result *res,
+		    struct dmr_err *err);
+
 #endif

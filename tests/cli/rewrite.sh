@@ -4,7 +4,8 @@
 # an origin, its snapshot, both, all): the result must pass thin_check and
 # dmrescue check, and thin_dump must show exactly what the XML route gives
 # (thin_dump, delete the <device> elements, thin_restore, thin_dump). A held
-# metadata snapshot must still dump as before. Then crash and I/O-error
+# metadata snapshot must still dump as before. tmremove --plan must give the
+# removal's figures and leave the file alone. Then crash and I/O-error
 # injection at every change on one multi-device pool: each state left behind
 # must pass thin_check and dump as either the original or the final result.
 . "$top_srcdir/tests/cli/lib.sh"
@@ -113,6 +114,27 @@ for f in $(fixtures); do
 	while read -r ids; do
 		remove_case "$f" "$ids"
 	done <"$WORK/sets"
+done
+
+# tmremove --plan (tm_rewrite_plan) gives the figures of the removal and
+# leaves the file as it was: an origin and its snapshot (shared blocks
+# count once), and a pool with a held metadata snapshot.
+for c in "snap 1 2" "metasnap 2"; do
+	# shellcheck disable=SC2086
+	set -- $c
+	f=$1
+	shift
+	cp --sparse=always "$FIXDIR/$f.meta" "$WORK/t.meta"
+	if tmremove --plan "$WORK/t.meta" "$@" >"$WORK/plan" 2>"$WORK/err" &&
+		cmp -s "$WORK/t.meta" "$FIXDIR/$f.meta" &&
+		tmremove "$WORK/t.meta" "$@" >"$WORK/res" 2>>"$WORK/err" &&
+		cmp -s "$WORK/plan" "$WORK/res"; then
+		ok "$f: plan $*: the figures of the removal, the file untouched"
+	else
+		fail "$f: plan $*: not the figures of the removal, or the file changed"
+		cat "$WORK/err"
+		diff "$WORK/plan" "$WORK/res"
+	fi
 done
 
 # Unknown devices and pools without devices: refused, nothing written.

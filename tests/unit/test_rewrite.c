@@ -5,8 +5,16 @@
  * what is removed, unknown devices. After every rewrite the pool must check
  * clean (data counts included), the kept devices must read exactly as
  * before, and only blocks the committed space map called free may have
- * changed (besides the superblock). */
+ * changed (besides the superblock). Before every removal, tm_rewrite_plan
+ * must leave the file as it was and give the removal's result, or its
+ * error; it must also work without write access to the file. */
 #include "unit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "builder.h"
 #include "thinmeta/check.h"
@@ -223,6 +231,26 @@ static void expect_unchanged(const struct bld *b, const char *path)
 	free(now);
 }
 
+static void expect_same_result(const struct tm_rewrite_result *plan, const struct tm_rewrite_result *res)
+{
+	assert_int_equal(plan->nr_removed, res->nr_removed);
+	assert_int_equal(plan->meta_used_before, res->meta_used_before);
+	assert_int_equal(plan->meta_used_after, res->meta_used_after);
+	assert_int_equal(plan->data_used_before, res->data_used_before);
+	assert_int_equal(plan->data_used_after, res->data_used_after);
+	assert_int_equal(plan->blocks_written, res->blocks_written);
+}
+
+/* tm_rewrite_plan on b written to path: returns its status (err its
+ * message) and leaves the file as b is. */
+static int plan_unchanged(const struct bld *b, const char *path, const uint64_t *ids, size_t n,
+			  struct tm_rewrite_result *plan, struct dmr_err *err)
+{
+	int r = tm_rewrite_plan(path, ids, n, plan, err);
+	expect_unchanged(b, path);
+	return r;
+}
+
 /* What one successful rewrite left. */
 struct outcome {
 	char path[4096];
@@ -236,11 +264,16 @@ static void remove_ok(const struct bld *b, const uint64_t *ids, size_t n, struct
 {
 	struct view before, after;
 	struct dmr_err err = { 0 };
+	struct tm_rewrite_result plan;
 	bld_write_tmp(b, o->path);
 	view_read(o->path, 0, &before);
-	int r = tm_rewrite_remove(o->path, ids, n, &o->res, &err);
+	int r = plan_unchanged(b, o->path, ids, n, &plan, &err);
+	if (r)
+		fail_msg("tm_rewrite_plan: %d %s", r, err.msg);
+	r = tm_rewrite_remove(o->path, ids, n, &o->res, &err);
 	if (r)
 		fail_msg("tm_rewrite_remove: %d %s", r, err.msg);
+	expect_same_result(&plan, &o->res);
 	view_read(o->path, 0, &after);
 	expect_kept(&before, &after, ids, n);
 	view_free(&before);
@@ -265,18 +298,22 @@ static void outcome_free(struct outcome *o)
 }
 
 /* Writes b and expects removing ids to fail with code, the message holding
- * want, and the file unchanged. */
+ * want, and the file unchanged; planning it fails the same way. */
 static void remove_fails(const struct bld *b, const uint64_t *ids, size_t n, int code, const char *want)
 {
 	char path[4096];
 	struct tm_rewrite_result res;
-	struct dmr_err err = { 0 };
+	struct dmr_err err = { 0 }, plan_err = { 0 };
 	bld_write_tmp(b, path);
-	int r = tm_rewrite_remove(path, ids, n, &res, &err);
+	int r = plan_unchanged(b, path, ids, n, &res, &plan_err);
+	if (r != code)
+		fail_msg("tm_rewrite_plan: %d (%s), expected %d", r, plan_err.msg, code);
+	r = tm_rewrite_remove(path, ids, n, &res, &err);
 	if (r != code)
 		fail_msg("tm_rewrite_remove: %d (%s), expected %d", r, err.msg, code);
 	assert_contains(err.msg, want);
 	assert_contains(err.msg, path);
+	assert_string_equal(plan_err.msg, err.msg);
 	expect_unchanged(b, path);
 	unlink(path);
 }
@@ -672,13 +709,81 @@ static void test_unknown_device(void **state)
 
 	/* Nothing to remove: nothing written. */
 	char path[4096];
-	struct tm_rewrite_result res;
+	struct tm_rewrite_result res, plan;
 	struct dmr_err err = { 0 };
 	bld_write_tmp(&b, path);
+	assert_int_equal(plan_unchanged(&b, path, NULL, 0, &plan, &err), 0);
+	assert_int_equal(plan.blocks_written, 0);
 	assert_int_equal(tm_rewrite_remove(path, NULL, 0, &res, &err), 0);
+	expect_same_result(&plan, &res);
 	assert_int_equal(res.blocks_written, 0);
 	assert_int_equal(res.meta_used_after, res.meta_used_before);
 	expect_unchanged(&b, path);
+	unlink(path);
+	bld_free(&b);
+}
+
+/* CAP_DAC_OVERRIDE off (on: 0) or back on (1) in the effective set, so
+ * that root too is held to a file's mode; 0 when done. */
+static int dac_override(int on)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+	if (syscall(SYS_capget, &h, d) != 0)
+		return -1;
+	if (on)
+		d[0].effective |= 1u << CAP_DAC_OVERRIDE;
+	else
+		d[0].effective &= ~(1u << CAP_DAC_OVERRIDE);
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+/* Planning needs no write access: on a file of mode 0444 that cannot be
+ * opened for writing (not even by root), where the removal is refused, the
+ * plan gives what the removal gives once the file is writable again. */
+static void test_plan_read_only(void **state)
+{
+	(void)state;
+	struct bld b;
+	struct tm_rewrite_result plan, res;
+	struct dmr_err err = { 0 };
+	char path[4096];
+	uint64_t l1, l1new, l2;
+	build_cow_leaves(&b, &l1, &l1new, &l2);
+	const uint64_t both[] = { 1, 2 };
+	bld_write_tmp(&b, path);
+	assert_int_equal(chmod(path, 0444), 0);
+	int root = geteuid() == 0;
+	if (root && dac_override(0) != 0)
+		fail_msg("cannot drop CAP_DAC_OVERRIDE: %s", strerror(errno));
+	int fd = open(path, O_RDWR);
+	int open_errno = errno;
+	if (fd >= 0)
+		close(fd);
+
+	int r = plan_unchanged(&b, path, both, 2, &plan, &err);
+	struct dmr_err werr = { 0 };
+	int rw = tm_rewrite_remove(path, both, 2, &res, &werr);
+	if (root && dac_override(1) != 0)
+		fail_msg("cannot restore CAP_DAC_OVERRIDE: %s", strerror(errno));
+	assert_int_equal(fd, -1);
+	assert_int_equal(open_errno, EACCES);
+	if (r)
+		fail_msg("tm_rewrite_plan on a read-only file: %d %s", r, err.msg);
+	assert_int_equal(rw, DMR_EIO);
+	assert_contains(werr.msg, "cannot open for writing");
+	expect_unchanged(&b, path);
+	/* Both devices' blocks, the shared ones once. */
+	assert_int_equal(plan.nr_removed, 2);
+	assert_int_equal(plan.data_used_before, 400);
+	assert_int_equal(plan.data_used_after, 0);
+
+	assert_int_equal(chmod(path, 0644), 0);
+	r = tm_rewrite_remove(path, both, 2, &res, &err);
+	if (r)
+		fail_msg("tm_rewrite_remove: %d %s", r, err.msg);
+	expect_same_result(&plan, &res);
+	expect_clean(path);
 	unlink(path);
 	bld_free(&b);
 }
@@ -697,6 +802,7 @@ int main(void)
 		cmocka_unit_test(test_not_enough_space),
 		cmocka_unit_test(test_damage_in_removed_device),
 		cmocka_unit_test(test_unknown_device),
+		cmocka_unit_test(test_plan_read_only),
 	};
 	if (!unit_tmpdir_usable())
 		return UNIT_SKIP;
