@@ -733,10 +733,15 @@ static int move_tree(const struct loc *src, const struct loc *dst, int keep_src,
 	}
 	char tmp[NAME_MAX + 1], tmp_abs[BK_PATH];
 	temp_name(tmp, BK_PARTIAL_PREFIX, dst->name);
-	if ((r = join(tmp_abs, dst->path, tmp, err)) || (r = remove_stale(dst->fd, dst->path, tmp, err)) ||
-	    (r = copy_tree(src->fd, src->name, src->full, dst->fd, tmp, tmp_abs, 0, err)) ||
-	    (r = sio_fsync_dir(dst->path, err)) ||
-	    (r = sio_renameat(dst->fd, tmp, dst->fd, dst->name, dst->full, err)) || (r = sio_fsync_dir(dst->path, err)))
+	if ((r = join(tmp_abs, dst->path, tmp, err)) || (r = remove_stale(dst->fd, dst->path, tmp, err)))
+		return r;
+	if ((r = copy_tree(src->fd, src->name, src->full, dst->fd, tmp, tmp_abs, 0, err)) ||
+	    (r = sio_fsync_dir(dst->path, err)) || (r = sio_renameat(dst->fd, tmp, dst->fd, dst->name, dst->full, err))) {
+		struct dmr_err ignored;
+		remove_stale(dst->fd, dst->path, tmp, &ignored); /* best effort, as above */
+		return r;
+	}
+	if ((r = sio_fsync_dir(dst->path, err)))
 		return r;
 	if (keep_src)
 		return 0;
@@ -1899,21 +1904,23 @@ static int restore_file(struct undo *u, const char *bk_rel, const struct loc *ds
 		return in;
 	temp_name(tmp, BK_TMP_PREFIX, dst->name);
 	if ((r = join(tmp_abs, dst->path, tmp, err)) || (r = remove_stale(dst->fd, dst->path, tmp, err)) ||
-	    (r = fd = sio_create(dst->fd, tmp, 0, 0600, tmp_abs, err)) < 0)
-		goto out;
-	if ((r = fc_copy_sparse(in, fd, tmp_abs, NULL, NULL, err)) ||
-	    (r = fc_copy_attrs(attrs_from >= 0 ? attrs_from : in, fd, tmp_abs, err)) ||
-	    (attrs_from < 0 && (r = apply_recorded(fd, n, tmp_abs, err))) || (r = sio_fsync(fd, tmp_abs, err)))
-		goto out;
+	    (r = fd = sio_create(dst->fd, tmp, 0, 0600, tmp_abs, err)) < 0) {
+		close(in);
+		return r;
+	}
+	if (!(r = fc_copy_sparse(in, fd, tmp_abs, NULL, NULL, err)) &&
+	    !(r = fc_copy_attrs(attrs_from >= 0 ? attrs_from : in, fd, tmp_abs, err)) &&
+	    !(attrs_from < 0 && (r = apply_recorded(fd, n, tmp_abs, err))) && !(r = sio_fsync(fd, tmp_abs, err)))
+		r = sio_renameat(dst->fd, tmp, dst->fd, dst->name, dst->full, err);
 	close(fd);
-	fd = -1;
-	if (!(r = sio_renameat(dst->fd, tmp, dst->fd, dst->name, dst->full, err)))
-		r = sio_fsync_dir(dst->path, err);
-out:
-	if (fd >= 0)
-		close(fd);
 	close(in);
-	return r < 0 ? r : 0;
+	if (!r)
+		return sio_fsync_dir(dst->path, err);
+	/* Leave no temp file in the user's directory (best effort: the error
+	 * says already what went wrong). */
+	struct dmr_err ignored;
+	sio_unlinkat(dst->fd, tmp, 0, tmp_abs, &ignored);
+	return r;
 }
 
 /* A block device cannot be renamed over: its content is written back in place. */

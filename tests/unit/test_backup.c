@@ -3,9 +3,9 @@
  * attributes come along; a whole clean-like cycle is undone byte for byte;
  * undo refuses what it must (reclaim since, a changed file, a recreated
  * path, a damaged backup or manifest) unless forced where that makes
- * sense; and with a crash injected at every change, of the cycle and of
- * the undo, every file is always either its old or its new self, and undo
- * then brings back the old.
+ * sense; and with a crash, or an I/O error, injected at every change of
+ * the cycle and of the undo, every file is always either its old or its
+ * new self, and undo then brings back the old.
  *
  * Linked with -Wl,--wrap=lseek to make SEEK_DATA fail (the fallback). The
  * fault runs re-execute this program (argv[0] --child ...) so each child
@@ -656,8 +656,9 @@ static void test_api_misuse(void **state)
 
 /* ---- fault injection ---- */
 
-/* Runs argv[0] --child MODE ARG... with DMRESCUE_FAULT_AT=n; its exit status. */
-static int run_child(unsigned n, const char *mode, const char *a, const char *b)
+/* Runs argv[0] --child MODE ARG... with DMRESCUE_FAULT_AT=n (a crash, or
+ * with eio an I/O error); its exit status. */
+static int run_child(unsigned n, int eio, const char *mode, const char *a, const char *b)
 {
 	pid_t pid = fork();
 	assert_true(pid >= 0);
@@ -665,7 +666,10 @@ static int run_child(unsigned n, const char *mode, const char *a, const char *b)
 		char at[16];
 		snprintf(at, sizeof(at), "%u", n);
 		setenv("DMRESCUE_FAULT_AT", at, 1);
-		unsetenv("DMRESCUE_FAULT_MODE");
+		if (eio)
+			setenv("DMRESCUE_FAULT_MODE", "eio", 1);
+		else
+			unsetenv("DMRESCUE_FAULT_MODE");
 		execl(self_path, self_path, "--child", mode, a, b, (char *)NULL);
 		_exit(127);
 	}
@@ -713,8 +717,9 @@ static void fault_round(const char *base, const char *root, const char *bk, int 
 		cycle(root, bk, NULL);
 }
 
-/* A crash at every change of backup + change: each file is old or new,
- * and undo (when the backup was sealed) brings back the old tree. */
+/* A crash, then an I/O error, at every change of backup + change: each
+ * file is old or new, and undo (when the backup was sealed) brings back
+ * the old tree. */
 static void test_fault_cycle(void **state)
 {
 	if (!sio_fault_injection_built()) {
@@ -725,41 +730,44 @@ static void test_fault_cycle(void **state)
 	struct snap old, new;
 	fault_setup(*state, root, bk, &old, &new);
 	snprintf(manifest, sizeof(manifest), "%s/manifest.json", bk);
-	unsigned n;
-	for (n = 1; n < 10000; n++) {
-		fault_round(*state, root, bk, 0);
-		int rc = run_child(n, "cycle", root, bk);
-		if (rc == 0)
-			break;
-		if (rc != SIO_FAULT_EXIT)
-			fail_msg("cycle with a fault at %u: exit %d", n, rc);
-		struct snap cur;
-		snap_take(root, &cur);
-		char what[64];
-		snprintf(what, sizeof(what), "crash at change %u", n);
-		assert_old_or_new(&old, &new, &cur, what);
-		/* Every path missing from the root is in the backup (undo checks
-		 * that each stored copy is whole). */
-		struct stat st;
-		if (stat(manifest, &st) == 0) {
-			struct dmr_err err = { 0 };
-			if (undo(bk, 0, 0, NULL, &err))
-				fail_msg("%s: undo: %s", what, err.msg);
-			snprintf(what, sizeof(what), "undo after a crash at change %u", n);
+	for (int eio = 0; eio < 2; eio++) {
+		unsigned n;
+		for (n = 1; n < 10000; n++) {
+			fault_round(*state, root, bk, 0);
+			int rc = run_child(n, eio, "cycle", root, bk);
+			if (rc == 0)
+				break;
+			if (rc != (eio ? 1 : SIO_FAULT_EXIT))
+				fail_msg("cycle with a fault at %u: exit %d", n, rc);
+			struct snap cur;
+			snap_take(root, &cur);
+			char what[64];
+			snprintf(what, sizeof(what), "%s at change %u", eio ? "I/O error" : "crash", n);
+			assert_old_or_new(&old, &new, &cur, what);
+			/* Every path missing from the root is in the backup (undo
+			 * checks that each stored copy is whole). */
+			struct stat st;
+			if (stat(manifest, &st) == 0) {
+				struct dmr_err err = { 0 };
+				if (undo(bk, 0, 0, NULL, &err))
+					fail_msg("%s: undo: %s", what, err.msg);
+				snprintf(what, sizeof(what), "undo after %s at change %u", eio ? "an I/O error" : "a crash", n);
+			}
+			snap_free(&cur);
+			assert_tree(root, &old, what);
+			nftw(root, no_temp_left, 32, FTW_PHYS);
 		}
-		snap_free(&cur);
-		assert_tree(root, &old, what);
-		nftw(root, no_temp_left, 32, FTW_PHYS);
+		fprintf(stderr, "backup and change: %u changes, %s at each\n", n - 1, eio ? "an I/O error" : "a crash");
+		assert_true(n > 20);
+		assert_tree(root, &new, "the cycle without a fault");
 	}
-	fprintf(stderr, "backup and change: %u changes, a crash at each\n", n - 1);
-	assert_true(n > 20);
-	assert_tree(root, &new, "the cycle without a fault");
 	snap_free(&old);
 	snap_free(&new);
 }
 
-/* A crash at every change of an undo: each file is old or new, and undo
- * run again completes it. */
+/* A crash, then an I/O error, at every change of an undo: each file is
+ * old or new, an error leaves no temp file, and undo run again completes
+ * it. */
 static void test_fault_undo(void **state)
 {
 	if (!sio_fault_injection_built()) {
@@ -769,32 +777,36 @@ static void test_fault_undo(void **state)
 	char root[4096], bk[4096];
 	struct snap old, new;
 	fault_setup(*state, root, bk, &old, &new);
-	unsigned n;
-	for (n = 1; n < 10000; n++) {
-		fault_round(*state, root, bk, 1);
-		int rc = run_child(n, "undo", bk, "-");
-		if (rc == 0)
-			break;
-		if (rc != SIO_FAULT_EXIT)
-			fail_msg("undo with a fault at %u: exit %d", n, rc);
-		struct snap cur;
-		char what[64];
-		snprintf(what, sizeof(what), "undo crashed at change %u", n);
-		snap_take(root, &cur);
-		assert_old_or_new(&new, &old, &cur, what);
-		snap_free(&cur);
-		/* A crash once the manifest says "undone" (its directory not
-		 * yet fsynced) leaves nothing to do. */
-		struct dmr_err err = { 0 };
-		int r = undo(bk, 0, 0, NULL, &err);
-		if (r && !(r == DMR_EUSAGE && strstr(err.msg, "undone already")))
-			fail_msg("%s, then undo again: %s", what, err.msg);
-		assert_tree(root, &old, what);
-		nftw(root, no_temp_left, 32, FTW_PHYS);
+	for (int eio = 0; eio < 2; eio++) {
+		unsigned n;
+		for (n = 1; n < 10000; n++) {
+			fault_round(*state, root, bk, 1);
+			int rc = run_child(n, eio, "undo", bk, "-");
+			if (rc == 0)
+				break;
+			if (rc != (eio ? 1 : SIO_FAULT_EXIT))
+				fail_msg("undo with a fault at %u: exit %d", n, rc);
+			struct snap cur;
+			char what[64];
+			snprintf(what, sizeof(what), "undo failed (%s) at change %u", eio ? "I/O error" : "crash", n);
+			snap_take(root, &cur);
+			assert_old_or_new(&new, &old, &cur, what);
+			snap_free(&cur);
+			if (eio)
+				nftw(root, no_temp_left, 32, FTW_PHYS); /* the error path cleaned up */
+			/* A failure once the manifest says "undone" (its directory
+			 * not yet fsynced) leaves nothing to do. */
+			struct dmr_err err = { 0 };
+			int r = undo(bk, 0, 0, NULL, &err);
+			if (r && !(r == DMR_EUSAGE && strstr(err.msg, "undone already")))
+				fail_msg("%s, then undo again: %s", what, err.msg);
+			assert_tree(root, &old, what);
+			nftw(root, no_temp_left, 32, FTW_PHYS);
+		}
+		fprintf(stderr, "undo: %u changes, %s at each\n", n - 1, eio ? "an I/O error" : "a crash");
+		assert_true(n > 10);
+		assert_tree(root, &old, "undo without a fault");
 	}
-	fprintf(stderr, "undo: %u changes, a crash at each\n", n - 1);
-	assert_true(n > 10);
-	assert_tree(root, &old, "undo without a fault");
 	snap_free(&old);
 	snap_free(&new);
 }
@@ -810,7 +822,7 @@ static int child_main(int argc, char **argv)
 		struct bk_undo_opts o = { 0 };
 		r = bk_undo(argv[3], NULL, &o, NULL, NULL, &err);
 	}
-	if (r)
+	if (r && !strstr(err.msg, "injected"))
 		fprintf(stderr, "child: %s\n", err.msg);
 	return r ? 1 : 0;
 }
