@@ -11,6 +11,10 @@
 #include "docker/scan.h"
 
 #define MT "/mounts/"
+/* containers/storage keeps layers and containers in layers.json and
+ * containers.json, which this version does not rewrite. */
+#define CS_NOTE "a containers/storage root: remove it with podman (layers.json and containers.json are not " \
+		"rewritten by dmrescue)"
 
 struct pb {
 	struct plan *pl;
@@ -319,6 +323,11 @@ static const char *layer_user(struct pb *b, const struct dk_layer *l, char *buf,
 			return buf;
 		}
 	}
+	for (size_t k = 0; l->cache_id && k < st->nr_buildkit; k++)
+		if (st->buildkit[k].key && strcmp(st->buildkit[k].key, l->cache_id) == 0) {
+			snprintf(buf, len, "BuildKit's snapshot %s (buildkit/snapshots.db)", st->buildkit[k].key);
+			return buf;
+		}
 	for (size_t k = 0; k < st->nr_layers; k++) {
 		const struct dk_layer *o = &st->layers[k];
 		if (o != l && !o->removing && o->parent && strcmp(o->parent, l->chain_id) == 0 && !gone_layer(b, o)) {
@@ -344,10 +353,36 @@ static void release_chain(struct pb *b, const char *top_chain, const char *reaso
 {
 	char who[160];
 	for (const struct dk_layer *l = layer_by_chain(b->st, top_chain); l; l = layer_by_chain(b->st, l->parent)) {
-		if (layer_user(b, l, who, sizeof(who)))
+		if (layer_user(b, l, who, sizeof(who))) {
+			char what[64];
+			snprintf(what, sizeof(what), "layer %s", short_id(l->chain_id));
+			skip(b, what, "stays with the layers below it: %s uses it", who);
 			break;
+		}
 		remove_layer(b, l, reason, is_protected);
 	}
+}
+
+/* A layer above l that stays, for the unreferenced-layer rule, which
+ * removes whole unreferenced stacks: a child that is not an unreferenced
+ * layer itself (BuildKit's, say), or one with such a layer above it. */
+static const struct dk_layer *kept_above(struct pb *b, const struct dk_layer *l, size_t depth)
+{
+	const struct dk_state *st = b->st;
+	if (depth > st->nr_layers)
+		return l; /* a cycle: keep */
+	for (size_t k = 0; k < st->nr_layers; k++) {
+		const struct dk_layer *o = &st->layers[k];
+		if (o == l || o->removing || !o->parent || strcmp(o->parent, l->chain_id) != 0 || gone_layer(b, o))
+			continue;
+		const struct inv_item *it = o->cache_id ? item_by_hash(b->inv, o->cache_id) : NULL;
+		if (!it || it->cls != INV_UNREFERENCED_LAYER)
+			return o;
+		const struct dk_layer *k2 = kept_above(b, o, depth + 1);
+		if (k2)
+			return k2;
+	}
+	return NULL;
 }
 
 static int txn_ahead(const struct dk_state *st, const struct inventory *inv)
@@ -461,6 +496,12 @@ static void by_class(struct pb *b, const struct inv_item *it, unsigned flags)
 	}
 	const char *reason = inv_class_name(it->cls);
 	const struct dk_state *st = b->st;
+	if (st->layout == DK_LAYOUT_CSTORAGE &&
+	    (it->cls == INV_DEAD_CONTAINER || it->cls == INV_ORPHAN_MOUNT || it->cls == INV_UNREFERENCED_LAYER)) {
+		item_name(it, name, sizeof(name));
+		skip(b, name, "%s: %s", inv_class_name(it->cls), CS_NOTE);
+		return;
+	}
 	switch (it->cls) {
 	case INV_POOL_ORPHAN:
 		add_dev(b, it, reason, 0);
@@ -502,8 +543,15 @@ static void by_class(struct pb *b, const struct inv_item *it, unsigned flags)
 			const struct dk_layer *l = &st->layers[i];
 			if (l->removing || !l->cache_id || !it->hash || strcmp(l->cache_id, it->hash) != 0)
 				continue;
-			/* Its children are unreferenced too (or it would be pinned):
-			 * they are released in the same pass, top first. */
+			/* Its children are unreferenced too (or it would be pinned),
+			 * and released in the same pass, unless one is kept without
+			 * pinning it (BuildKit's). */
+			const struct dk_layer *k = kept_above(b, l, 0);
+			if (k) {
+				item_name(it, name, sizeof(name));
+				skip(b, name, "%s: layer %s above it stays", reason, short_id(k->chain_id));
+				continue;
+			}
 			remove_layer(b, l, reason, 0);
 		}
 		break;
@@ -567,6 +615,11 @@ static void target_device(struct pb *b, const char *arg)
 		refuse(b, what, "no such device in the pool or in devicemapper/metadata/");
 		return;
 	}
+	if (b->st->layout == DK_LAYOUT_CSTORAGE &&
+	    (it->cls == INV_DEAD_CONTAINER || it->cls == INV_ORPHAN_MOUNT || it->cls == INV_UNREFERENCED_LAYER)) {
+		refuse(b, what, "%s: %s", inv_class_name(it->cls), CS_NOTE);
+		return;
+	}
 	switch (it->cls) {
 	case INV_BASE:
 		refuse(b, what, "the base device: Docker makes every new image layer from it");
@@ -613,7 +666,8 @@ static void target_device(struct pb *b, const char *arg)
 		by_class(b, it, ~0u);
 		return;
 	}
-	add_device_and_file(b, it, "named", 0);
+	char who[160];
+	add_device_and_file(b, it, "named", it->hash && hash_protected(b, it->hash, who, sizeof(who)));
 }
 
 static void target_container(struct pb *b, const char *arg)
@@ -623,11 +677,16 @@ static void target_container(struct pb *b, const char *arg)
 	int many = 0;
 	char what[200];
 	snprintf(what, sizeof(what), "--container %s", arg);
+	if (st->layout == DK_LAYOUT_CSTORAGE) {
+		refuse(b, what, "%s", CS_NOTE);
+		return;
+	}
 	const char *name = arg[0] == '/' ? arg + 1 : arg;
 	for (size_t i = 0; i < st->nr_containers && !found; i++)
 		if (st->containers[i].name && strcmp(st->containers[i].name, name) == 0)
 			found = &st->containers[i];
-	for (size_t i = 0; i < st->nr_containers && !found; i++) {
+	int by_name = found != NULL;
+	for (size_t i = 0; i < st->nr_containers && !by_name; i++) {
 		const struct dk_container *c = &st->containers[i];
 		if (c->id && strncmp(c->id, arg, strlen(arg)) == 0 && strlen(arg) > 0) {
 			if (found)
@@ -682,11 +741,36 @@ static const struct dk_image *find_image(const struct dk_state *st, const char *
 	return found;
 }
 
+static int dropped(const struct plan *pl, const char *tag)
+{
+	for (size_t i = 0; i < pl->nr_drop_tags; i++)
+		if (strcmp(pl->drop_tags[i], tag) == 0)
+			return 1;
+	return 0;
+}
+
+static void drop_tag(struct pb *b, const char *tag)
+{
+	if (dropped(b->pl, tag))
+		return;
+	char *d = strdup(tag);
+	if (!d || GROW(b, b->pl->drop_tags, b->pl->cap_drop_tags, b->pl->nr_drop_tags + 1)) {
+		free(d);
+		b->oom = 1;
+		return;
+	}
+	b->pl->drop_tags[b->pl->nr_drop_tags++] = d;
+}
+
 static void target_image(struct pb *b, const char *arg)
 {
 	const struct dk_state *st = b->st;
-	char what[600], who[160];
+	char what[600];
 	snprintf(what, sizeof(what), "--image %s", arg);
+	if (st->layout == DK_LAYOUT_CSTORAGE) {
+		refuse(b, what, "%s", CS_NOTE);
+		return;
+	}
 	int by_tag, many;
 	const struct dk_image *im = find_image(st, arg, &by_tag, &many);
 	if (many) {
@@ -697,24 +781,24 @@ static void target_image(struct pb *b, const char *arg)
 		refuse(b, what, "no such image");
 		return;
 	}
-	/* Untag only, as 'docker rmi TAG' does when the image has other tags. */
-	if (by_tag && im->nr_tags > 1) {
-		for (size_t t = 0; t < im->nr_tags; t++) {
-			const char *tag = im->tags[t];
-			char ref[512];
-			snprintf(ref, sizeof(ref), "%s:latest", arg);
-			if (strcmp(tag, arg) == 0 || strcmp(tag, ref) == 0) {
-				char *d = strdup(tag);
-				if (!d || GROW(b, b->pl->drop_tags, b->pl->cap_drop_tags, b->pl->nr_drop_tags + 1)) {
-					free(d);
-					b->oom = 1;
-					return;
-				}
-				b->pl->drop_tags[b->pl->nr_drop_tags++] = d;
-			}
+	if (gone_image(b, im))
+		return; /* named already */
+	/* Untag only, as 'docker rmi TAG' does when the image keeps other
+	 * tags (not counting those named before). */
+	if (by_tag) {
+		char ref[512];
+		snprintf(ref, sizeof(ref), "%s:latest", arg);
+		size_t left = 0;
+		for (size_t t = 0; t < im->nr_tags; t++)
+			if (strcmp(im->tags[t], arg) != 0 && strcmp(im->tags[t], ref) != 0 && !dropped(b->pl, im->tags[t]))
+				left++;
+		if (left) {
+			for (size_t t = 0; t < im->nr_tags; t++)
+				if (strcmp(im->tags[t], arg) == 0 || strcmp(im->tags[t], ref) == 0)
+					drop_tag(b, im->tags[t]);
+			add_path(b, PLAN_REWRITE_REPOS, strdup(DK_REPOSITORIES), "untag", RANK_REPOS, 0);
+			return;
 		}
-		add_path(b, PLAN_REWRITE_REPOS, strdup(DK_REPOSITORIES), "untag", RANK_REPOS, 0);
-		return;
 	}
 	for (size_t i = 0; i < st->nr_containers; i++) {
 		const struct dk_container *c = &st->containers[i];
@@ -739,22 +823,12 @@ static void target_image(struct pb *b, const char *arg)
 		return;
 	b->gone_images[b->nr_gone_images++] = im;
 	int prot = plan_labels_protected(im->labels, im->nr_labels);
-	for (size_t t = 0; t < im->nr_tags; t++) {
-		char *d = strdup(im->tags[t]);
-		if (!d || GROW(b, b->pl->drop_tags, b->pl->cap_drop_tags, b->pl->nr_drop_tags + 1)) {
-			free(d);
-			b->oom = 1;
-			return;
-		}
-		b->pl->drop_tags[b->pl->nr_drop_tags++] = d;
-	}
+	for (size_t t = 0; t < im->nr_tags; t++)
+		drop_tag(b, im->tags[t]);
 	if (im->nr_tags)
 		add_path(b, PLAN_REWRITE_REPOS, strdup(DK_REPOSITORIES), "untag", RANK_REPOS, 0);
 	add_path(b, PLAN_REMOVE, fmt(b, "%s/content/sha256/%s", DK_IMAGEDB, im->id + 7), "named", RANK_IMAGEDB, 0);
 	add_path(b, PLAN_REMOVE, fmt(b, "%s/metadata/sha256/%s", DK_IMAGEDB, im->id + 7), "named", RANK_IMAGEDB, 1);
-	const struct dk_layer *tl = layer_by_chain(st, top);
-	if (tl && layer_user(b, tl, who, sizeof(who)))
-		return; /* the layers stay: something else uses the top one */
 	release_chain(b, top, "named", prot);
 }
 
