@@ -152,10 +152,11 @@ static void add_path(struct pb *b, enum plan_file_op op, char *path, const char 
 enum {
 	RANK_REPOS = 5,
 	RANK_CONTAINER = 10,
+	RANK_MOUNT_FILES = 15, /* a container's device files, before its mount record */
 	RANK_MOUNTS = 20,
 	RANK_IMAGEDB = 25,
-	RANK_LAYER = 30,
 	RANK_DEVFILE = 40,
+	RANK_LAYER = 42,       /* a layer's directory after its device file */
 	RANK_TXN = 45,
 	RANK_MNT = 50,
 	RANK_TRANSIENT = 60,
@@ -171,13 +172,18 @@ static const struct inv_item *item_by_hash(const struct inventory *inv, const ch
 }
 
 /* A device and its metadata/<hash> file, with the reason. */
-static void add_device_and_file(struct pb *b, const struct inv_item *it, const char *reason, int is_protected)
+static void add_dev_file_rank(struct pb *b, const struct inv_item *it, const char *reason, int is_protected, int rank)
 {
 	if (!it)
 		return;
 	add_dev(b, it, reason, is_protected);
 	if (it->file && !it->file->from_legacy_json && it->file->name)
-		add_path(b, PLAN_REMOVE, strdup(it->file->name), reason, RANK_DEVFILE, 0);
+		add_path(b, PLAN_REMOVE, strdup(it->file->name), reason, rank, 0);
+}
+
+static void add_device_and_file(struct pb *b, const struct inv_item *it, const char *reason, int is_protected)
+{
+	add_dev_file_rank(b, it, reason, is_protected, RANK_DEVFILE);
 }
 
 static void add_hash(struct pb *b, const char *hash, const char *reason, int is_protected)
@@ -219,11 +225,17 @@ static int gone_layer(const struct pb *b, const struct dk_layer *l)
 }
 
 /* Docker's container removal: the mount-id device, the -init device,
- * layerdb/mounts/<id>, containers/<id> (files before devices, see plan.h). */
+ * layerdb/mounts/<id>, containers/<id>. On disk containers/<id> goes first,
+ * then the device files, then the mount record, and the devices with the
+ * pool at the end (see plan.h): after a crash at any point what is left
+ * is an orphan mount, a mount record naming no file, or pool orphans, all
+ * of which the same clean removes. */
 static void remove_mount(struct pb *b, const struct dk_mount *m, const char *reason, int is_protected)
 {
-	add_hash(b, m->mount_id, reason, is_protected);
-	add_hash(b, m->init_id, reason, is_protected);
+	const char *h[2] = { m->mount_id, m->init_id };
+	for (int i = 0; i < 2; i++)
+		if (h[i])
+			add_dev_file_rank(b, item_by_hash(b->inv, h[i]), reason, is_protected, RANK_MOUNT_FILES);
 	add_path(b, PLAN_REMOVE, fmt(b, "%s%s%s", DK_LAYERDB, MT, m->name), reason, RANK_MOUNTS, 0);
 }
 
@@ -421,8 +433,10 @@ static unsigned class_flag(enum inv_class c)
 	case INV_TRANSIENT:
 		return 0; /* default */
 	case INV_DRIVER_ORPHAN:
-	case INV_ORPHAN_MOUNT:
 		return PLAN_DRIVER_ORPHANS;
+	case INV_ORPHAN_MOUNT:
+		/* also what an interrupted container removal leaves */
+		return PLAN_DRIVER_ORPHANS | PLAN_DEAD_CONTAINERS;
 	case INV_HOLLOW_FILE:
 		return PLAN_HOLLOW_FILES;
 	case INV_DEAD_CONTAINER:
@@ -440,6 +454,7 @@ static const char *class_option(enum inv_class c)
 {
 	switch (class_flag(c)) {
 	case PLAN_DRIVER_ORPHANS: return "--driver-orphans";
+	case PLAN_DRIVER_ORPHANS | PLAN_DEAD_CONTAINERS: return "--driver-orphans or --dead-containers";
 	case PLAN_HOLLOW_FILES: return "--hollow-files";
 	case PLAN_DEAD_CONTAINERS: return "--dead-containers";
 	case PLAN_UNREFERENCED_LAYERS: return "--unreferenced-layers";
@@ -852,6 +867,36 @@ static void sort_files(struct plan *pl)
 	}
 }
 
+/* Records whose device has no metadata file any more (an interrupted
+ * removal, ours or Docker's, removed the file first): the device is a pool
+ * orphan, and the record names nothing. */
+static void dangling(struct pb *b, unsigned flags)
+{
+	const struct dk_state *st = b->st;
+	char who[160];
+	if (st->layout != DK_LAYOUT_DOCKER)
+		return;
+	for (size_t i = 0; i < st->nr_layers && !b->oom; i++) {
+		const struct dk_layer *l = &st->layers[i];
+		if (l->cache_id && item_by_hash(b->inv, l->cache_id))
+			continue;
+		if (l->removing)
+			add_path(b, PLAN_REMOVE, strdup(l->dir), "half-removed-layer (its device file is gone)", RANK_LAYER, 0);
+		else if ((flags & PLAN_UNREFERENCED_LAYERS) && !layer_user(b, l, who, sizeof(who)))
+			remove_layer(b, l, "unreferenced-layer (its device file is gone)", 0);
+	}
+	if (!(flags & (PLAN_DEAD_CONTAINERS | PLAN_DRIVER_ORPHANS)))
+		return;
+	for (size_t i = 0; i < st->nr_mounts && !b->oom; i++) {
+		const struct dk_mount *m = &st->mounts[i];
+		if (!m->name || container_by_id(st, m->name) || (m->mount_id && item_by_hash(b->inv, m->mount_id)) ||
+		    (m->init_id && item_by_hash(b->inv, m->init_id)))
+			continue;
+		add_path(b, PLAN_REMOVE, fmt(b, "%s%s%s", DK_LAYERDB, MT, m->name),
+			 "orphan-mount (its device files are gone)", RANK_MOUNTS, 0);
+	}
+}
+
 int plan_build(struct plan *pl, const struct inventory *inv, const struct dk_state *st, const struct plan_opts *o,
 	       struct dmr_err *err)
 {
@@ -874,6 +919,7 @@ int plan_build(struct plan *pl, const struct inventory *inv, const struct dk_sta
 		if (txn_ahead(st, inv))
 			add_path(&b, PLAN_REMOVE, strdup(DK_HOME "/metadata/transaction-metadata"),
 				 "open-transaction", RANK_TXN, 0);
+		dangling(&b, o->flags);
 	}
 	free(b.gone_layers);
 	free(b.gone_containers);

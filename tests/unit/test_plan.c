@@ -513,7 +513,7 @@ static void test_half_removed_layer(void **state)
 	build(&pl, &t, &st, 0, NULL);
 	DEVS(&pl, 3);
 	/* layerdb before the device's file */
-	FILES(&pl, layer_dir(sha("a2"), 1), meta_path(hx("d1")));
+	FILES(&pl, meta_path(hx("d1")), layer_dir(sha("a2"), 1));
 	for (size_t i = 0; i < pl.nr_files; i++)
 		assert_string_equal(pl.files[i].reason, "half-removed-layer");
 	assert_int_equal(pl.nr_skips, 0);
@@ -730,20 +730,23 @@ static void test_optin_skipped(void **state)
 
 	build(&pl, &t, &st, PLAN_UNREFERENCED_LAYERS, NULL);
 	DEVS(&pl, 8);
-	FILES(&pl, layer_dir(sha("a3"), 0), meta_path(hx("d3")));
+	FILES(&pl, meta_path(hx("d3")), layer_dir(sha("a3"), 0));
 	assert_string_equal(pl.devs[0].reason, "unreferenced-layer");
 	plan_free(&pl);
 
+	/* --dead-containers: the dead container, and the mount whose container
+	 * is gone (what an interrupted container removal leaves). */
 	build(&pl, &t, &st, PLAN_DEAD_CONTAINERS, NULL);
-	DEVS(&pl, 7);
-	FILES(&pl, container_path(hx("c2")), mounts_path(hx("c2")), meta_path(hx("e2")));
+	DEVS(&pl, 4, 5, 7);
+	FILES(&pl, container_path(hx("c2")), meta_path(hx("e2")), meta_path(hx("e1")), meta_path(hinit("e1")),
+	      mounts_path(hx("c2")), mounts_path(hx("c9")));
 	plan_free(&pl);
 
 	/* --driver-orphans: the driver orphan, and the mount with both its
 	 * devices (once, though two items name it). */
 	build(&pl, &t, &st, PLAN_DRIVER_ORPHANS, NULL);
 	DEVS(&pl, 3, 4, 5);
-	FILES(&pl, mounts_path(hx("c9")), meta_path(hx("d1")), meta_path(hx("e1")), meta_path(hinit("e1")));
+	FILES(&pl, meta_path(hx("e1")), meta_path(hinit("e1")), mounts_path(hx("c9")), meta_path(hx("d1")));
 	assert_string_equal(dev_of(&pl, 4)->reason, "orphan-mount");
 	assert_string_equal(dev_of(&pl, 3)->reason, "driver-orphan");
 	assert_int_equal(pl.nr_skips, 4);
@@ -841,11 +844,12 @@ static void test_dead_container(void **state)
 	dead_state(&st, &t);
 	build(&pl, &t, &st, PLAN_DEAD_CONTAINERS, NULL);
 	DEVS(&pl, 6, 7);
-	/* Docker's order: the container, its mount, then the devices' files
-	 * (mount-id, then init). The image layer stays. */
-	FILES(&pl, container_path(hx("c1")), mounts_path(hx("c1")), meta_path(hx("e1")), meta_path(hinit("e1")));
+	/* The container, the devices' files (mount-id, then init), then the
+	 * mount record: after a crash at any point the rest is an orphan mount
+	 * or pool orphans. The image layer stays. */
+	FILES(&pl, container_path(hx("c1")), meta_path(hx("e1")), meta_path(hinit("e1")), mounts_path(hx("c1")));
 	assert_int_equal(pl.files[0].rank < pl.files[1].rank, 1);
-	assert_int_equal(pl.files[1].rank < pl.files[2].rank, 1);
+	assert_int_equal(pl.files[2].rank < pl.files[3].rank, 1);
 	for (size_t i = 0; i < pl.nr_files; i++)
 		assert_string_equal(pl.files[i].reason, "dead-container");
 	assert_string_equal(pl.devs[0].reason, "dead-container");
@@ -883,7 +887,7 @@ static void test_protected(void **state)
 	struct targets tg = { .con = { "web" } };
 	build(&pl, &t, &st, PLAN_NO_DEFAULTS, &tg);
 	DEVS(&pl, 6, 7);
-	FILES(&pl, container_path(hx("c1")), mounts_path(hx("c1")), meta_path(hx("e1")), meta_path(hinit("e1")));
+	FILES(&pl, container_path(hx("c1")), meta_path(hx("e1")), meta_path(hinit("e1")), mounts_path(hx("c1")));
 	assert_int_equal(pl.devs[0].is_protected, 1);
 	assert_int_equal(pl.devs[1].is_protected, 1);
 	assert_string_equal(pl.devs[0].reason, "named");
@@ -1007,7 +1011,7 @@ static void test_target_device(void **state)
 	struct targets tl = { .dev = { "10" } };
 	build(&pl, &t, &st, PLAN_NO_DEFAULTS, &tl);
 	DEVS(&pl, 10);
-	FILES(&pl, layer_dir(sha("a8"), 0), meta_path(hx("d8")));
+	FILES(&pl, meta_path(hx("d8")), layer_dir(sha("a8"), 0));
 	plan_free(&pl);
 	expect_target_refused(&t, &st, &(struct targets){ .dev = { "9" } }, "--device 9",
 			      "is still used by layer");
@@ -1015,7 +1019,7 @@ static void test_target_device(void **state)
 	struct targets tl2 = { .dev = { "10", "9" } };
 	build(&pl, &t, &st, PLAN_NO_DEFAULTS, &tl2);
 	DEVS(&pl, 9, 10);
-	FILES(&pl, layer_dir(sha("a8"), 0), layer_dir(sha("a7"), 0), meta_path(hx("d8")), meta_path(hx("d7")));
+	FILES(&pl, meta_path(hx("d8")), meta_path(hx("d7")), layer_dir(sha("a8"), 0), layer_dir(sha("a7"), 0));
 	assert_int_equal(pl.refused, 0);
 	plan_free(&pl);
 
@@ -1064,7 +1068,7 @@ static void test_target_device_leftovers(void **state)
 	struct targets tg = { .dev = { "7" } };
 	build(&pl, &t, &st, PLAN_NO_DEFAULTS, &tg);
 	DEVS(&pl, 6, 7);
-	FILES(&pl, container_path(hx("c1")), mounts_path(hx("c1")), meta_path(hx("e1")), meta_path(hinit("e1")));
+	FILES(&pl, container_path(hx("c1")), meta_path(hx("e1")), meta_path(hinit("e1")), mounts_path(hx("c1")));
 	assert_string_equal(pl.devs[0].reason, "named");
 	plan_free(&pl);
 	dk_state_free(&st);
@@ -1080,7 +1084,7 @@ static void test_target_device_leftovers(void **state)
 	struct targets tm = { .dev = { hinit("e1") } };
 	build(&pl, &t, &st, PLAN_NO_DEFAULTS, &tm);
 	DEVS(&pl, 4, 5);
-	FILES(&pl, mounts_path(hx("c9")), meta_path(hx("e1")), meta_path(hinit("e1")));
+	FILES(&pl, meta_path(hx("e1")), meta_path(hinit("e1")), mounts_path(hx("c9")));
 	plan_free(&pl);
 	dk_state_free(&st);
 
@@ -1093,7 +1097,7 @@ static void test_target_device_leftovers(void **state)
 	struct targets th = { .dev = { "3" } };
 	build(&pl, &t, &st, PLAN_NO_DEFAULTS, &th);
 	DEVS(&pl, 3);
-	FILES(&pl, layer_dir(sha("a1"), 1), meta_path(hx("d1")));
+	FILES(&pl, meta_path(hx("d1")), layer_dir(sha("a1"), 1));
 	plan_free(&pl);
 	dk_state_free(&st);
 
@@ -1145,8 +1149,7 @@ static void test_target_container(void **state)
 			dump(&pl);
 		assert_int_equal(pl.refused, 0);
 		DEVS(&pl, 3, 4);
-		FILES(&pl, container_path(hx("c1a")), mounts_path(hx("c1a")), meta_path(hx("e1")),
-		      meta_path(hinit("e1")));
+		FILES(&pl, container_path(hx("c1a")), meta_path(hx("e1")), meta_path(hinit("e1")), mounts_path(hx("c1a")));
 		assert_string_equal(pl.devs[0].reason, "named");
 		assert_int_equal(pl.devs[0].is_protected, 0);
 		plan_free(&pl);
@@ -1157,9 +1160,7 @@ static void test_target_container(void **state)
 	struct targets t2 = { .con = { "db", "web", hx("c1b"), "nomount" } };
 	build(&pl, &t, &st, PLAN_NO_DEFAULTS, &t2);
 	DEVS(&pl, 3, 4, 5);
-	FILES(&pl, container_path(hx("c1b")), container_path(hx("c1a")), container_path(hx("c2")),
-	      mounts_path(hx("c1b")), mounts_path(hx("c1a")), meta_path(hx("e2")), meta_path(hx("e1")),
-	      meta_path(hinit("e1")));
+	FILES(&pl, container_path(hx("c1b")), container_path(hx("c1a")), container_path(hx("c2")), meta_path(hx("e2")), meta_path(hx("e1")), meta_path(hinit("e1")), mounts_path(hx("c1b")), mounts_path(hx("c1a")));
 	plan_free(&pl);
 
 	/* A name wins over an id prefix. */
@@ -1270,8 +1271,7 @@ static void test_image_by_id(void **state)
 		UNTAG(&pl, "app:1", "app:latest");
 		DEVS(&pl, 2, 3);
 		/* tags, config, layers top down, devices' files */
-		FILES(&pl, DK_REPOSITORIES, imagedb_path("content", sha("b1")), imagedb_path("metadata", sha("b1")),
-		      layer_dir(sha("a2"), 0), layer_dir(sha("a1"), 0), meta_path(hx("d2")), meta_path(hx("d1")));
+		FILES(&pl, DK_REPOSITORIES, imagedb_path("content", sha("b1")), imagedb_path("metadata", sha("b1")), meta_path(hx("d2")), meta_path(hx("d1")), layer_dir(sha("a2"), 0), layer_dir(sha("a1"), 0));
 		assert_int_equal(pl.files[0].op, PLAN_REWRITE_REPOS);
 		assert_int_equal(pl.files[1].optional, 0);
 		assert_int_equal(pl.files[2].optional, 1); /* metadata/sha256/<id> may not exist */
@@ -1338,8 +1338,7 @@ static void test_image_shared_layers(void **state)
 	build(&pl, &t, &st, PLAN_NO_DEFAULTS, &tg);
 	assert_int_equal(pl.refused, 0);
 	DEVS(&pl, 3);
-	FILES(&pl, DK_REPOSITORIES, imagedb_path("content", sha("b1")), imagedb_path("metadata", sha("b1")),
-	      layer_dir(sha("a2"), 0), meta_path(hx("d2")));
+	FILES(&pl, DK_REPOSITORIES, imagedb_path("content", sha("b1")), imagedb_path("metadata", sha("b1")), meta_path(hx("d2")), layer_dir(sha("a2"), 0));
 	expect_skip(&pl, "layer a10000000000", "stays with the layers below it: image base:1 uses it");
 	assert_int_equal(pl.nr_skips, 1);
 	plan_free(&pl);
@@ -1525,8 +1524,7 @@ static void test_order(void **state)
 	assert_string_equal(pl.devs[3].hash, hx("d9"));
 	assert_null(pl.devs[5].hash);
 	/* by rank; within a rank, the order they were added in */
-	FILES(&pl, layer_dir(sha("a1"), 1), meta_path(hx("d9")), meta_path(hx("d3")), meta_path(hx("d1")),
-	      meta_path(hx("d6")), DK_HOME "/mnt/x");
+	FILES(&pl, meta_path(hx("d9")), meta_path(hx("d3")), meta_path(hx("d1")), meta_path(hx("d6")), layer_dir(sha("a1"), 1), DK_HOME "/mnt/x");
 	plan_free(&pl);
 	dk_state_free(&st);
 }
@@ -1561,7 +1559,7 @@ static void test_no_duplicates(void **state)
 	struct targets td = { .dev = { "3" } };
 	build(&pl, &t, &st, 0, &td);
 	DEVS(&pl, 3);
-	FILES(&pl, layer_dir(sha("a1"), 1), meta_path(hx("d1")));
+	FILES(&pl, meta_path(hx("d1")), layer_dir(sha("a1"), 1));
 	plan_free(&pl);
 	dk_state_free(&st);
 
