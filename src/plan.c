@@ -151,6 +151,7 @@ static void add_path(struct pb *b, enum plan_file_op op, char *path, const char 
 
 enum {
 	RANK_REPOS = 5,
+	RANK_BUILDKIT = 8,
 	RANK_CONTAINER = 10,
 	RANK_MOUNT_FILES = 15, /* a container's device files, before its mount record */
 	RANK_MOUNTS = 20,
@@ -445,6 +446,8 @@ static unsigned class_flag(enum inv_class c)
 		return PLAN_UNREFERENCED_LAYERS;
 	case INV_BAD_FILE:
 		return PLAN_BAD_FILES;
+	case INV_BUILDKIT:
+		return PLAN_BUILDKIT_CACHE;
 	default:
 		return ~0u; /* never by a class rule */
 	}
@@ -459,6 +462,7 @@ static const char *class_option(enum inv_class c)
 	case PLAN_DEAD_CONTAINERS: return "--dead-containers";
 	case PLAN_UNREFERENCED_LAYERS: return "--unreferenced-layers";
 	case PLAN_BAD_FILES: return "--bad-files";
+	case PLAN_BUILDKIT_CACHE: return "--buildkit-cache";
 	default: return NULL;
 	}
 }
@@ -492,12 +496,29 @@ static void by_open_transaction(struct pb *b, const struct inv_item *it, const c
 		add_path(b, PLAN_REMOVE, strdup(it->file->name), reason, RANK_DEVFILE, 0);
 }
 
+/* BuildKit's snapshot keys: 25 characters of [a-z0-9] (base 36). */
+static int is_buildkit_key(const char *h)
+{
+	if (!h || strlen(h) != 25)
+		return 0;
+	for (; *h; h++)
+		if (!((*h >= 'a' && *h <= 'z') || (*h >= '0' && *h <= '9')))
+			return 0;
+	return 1;
+}
+
 static void by_class(struct pb *b, const struct inv_item *it, unsigned flags)
 {
 	unsigned need = class_flag(it->cls);
 	char name[160], who[160];
 	if (need == ~0u)
 		return;
+	/* A device named like a BuildKit key that nothing knows is what an
+	 * interrupted build (or an interrupted --buildkit-cache) leaves. */
+	if (it->cls == INV_DRIVER_ORPHAN && (flags & PLAN_BUILDKIT_CACHE) && is_buildkit_key(it->hash))
+		need = PLAN_BUILDKIT_CACHE;
+	if (it->cls == INV_BUILDKIT && !(flags & need))
+		return; /* BuildKit's live cache: not a leftover, nothing to say */
 	if (need && !(flags & need)) {
 		item_name(it, name, sizeof(name));
 		skip(b, name, "%s: opt-in, add %s", inv_class_name(it->cls), class_option(it->cls));
@@ -526,6 +547,7 @@ static void by_class(struct pb *b, const struct inv_item *it, unsigned flags)
 		break;
 	case INV_DEFERRED_DELETED:
 	case INV_DRIVER_ORPHAN:
+	case INV_BUILDKIT:
 		add_device_and_file(b, it, reason, 0);
 		break;
 	case INV_HOLLOW_FILE:
@@ -920,6 +942,10 @@ int plan_build(struct plan *pl, const struct inventory *inv, const struct dk_sta
 			add_path(&b, PLAN_REMOVE, strdup(DK_HOME "/metadata/transaction-metadata"),
 				 "open-transaction", RANK_TXN, 0);
 		dangling(&b, o->flags);
+		/* BuildKit's databases go first: it must never see an entry
+		 * whose device is gone. */
+		if ((o->flags & PLAN_BUILDKIT_CACHE) && st->buildkit_present && st->layout == DK_LAYOUT_DOCKER)
+			add_path(&b, PLAN_REMOVE, strdup("buildkit"), "buildkit-cache", RANK_BUILDKIT, 0);
 	}
 	free(b.gone_layers);
 	free(b.gone_containers);

@@ -27,6 +27,11 @@ enum {
 	PLAN_DEAD_CONTAINERS = 1u << 2,
 	PLAN_UNREFERENCED_LAYERS = 1u << 3,
 	PLAN_BAD_FILES = 1u << 4,
+	/* BuildKit's build cache, dropped whole (docker builder prune -a):
+	 * buildkit/ moved into the backup, and every device only BuildKit
+	 * knows (its snapshots, and devices named like BuildKit keys that
+	 * nothing knows) removed. Layers that images use stay. */
+	PLAN_BUILDKIT_CACHE = 1u << 5,
 	PLAN_NO_DEFAULTS = 1u << 8,         /* explicit targets only */
 };
 

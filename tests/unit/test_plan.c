@@ -381,7 +381,8 @@ static void test_empty(void **state)
 	assert_true(plan_empty(&pl));
 
 	/* Owned devices are never a class rule's: no device, no skip, even
-	 * with every option. */
+	 * with every option (but --buildkit-cache, which drops BuildKit's own
+	 * devices: test_buildkit_cache). */
 	add_file(&st, "", 0);
 	add_file(&st, hx("d1"), 2);
 	tinv_init(&t, 1);
@@ -390,7 +391,7 @@ static void test_empty(void **state)
 	item(&t, &st, INV_CONTAINER, 3, hx("e1"));
 	item(&t, &st, INV_CONTAINER_INIT, 4, hinit("e1"));
 	item(&t, &st, INV_BUILDKIT, 5, hx("f1"));
-	build(&pl, &t, &st, ~(unsigned)PLAN_NO_DEFAULTS, NULL);
+	build(&pl, &t, &st, ~(unsigned)(PLAN_NO_DEFAULTS | PLAN_BUILDKIT_CACHE), NULL);
 	assert_true(plan_empty(&pl));
 	assert_int_equal(pl.nr_skips, 0);
 	plan_free(&pl);
@@ -1493,6 +1494,55 @@ static void test_cstorage(void **state)
 	dk_state_free(&st);
 }
 
+/* ---- BuildKit's cache ---- */
+
+static void test_buildkit_cache(void **state)
+{
+	(void)state;
+	struct dk_state st;
+	struct tinv t;
+	struct plan pl;
+	const char *snap = "teqfqifdrfijqdsfirdussiqg", *orphan = "tlfkuchdsjepurkuhuhrfhfsc";
+	const char *layer_key = "fgskcqqqhtpksdckpkqiuslth";
+	state_init(&st);
+	add_file(&st, snap, 13);
+	add_file(&st, orphan, 23);
+	add_file(&st, layer_key, 14);
+	add_file(&st, hx("d1"), 3);
+	add_buildkit(&st, snap, NULL);
+	add_buildkit(&st, layer_key, NULL);
+	add_layer(&st, sha("a1"), layer_key, NULL, 0);
+	add_image(&st, sha("b1"), (const char *const[]){ sha("a1") }, 1, (const char *const[]){ "tool:dev" }, 1);
+	tinv_init(&t, 1);
+	item(&t, &st, INV_DRIVER_ORPHAN, 3, hx("d1"));
+	item(&t, &st, INV_BUILDKIT, 13, snap);
+	item(&t, &st, INV_IMAGE_LAYER, 14, layer_key);
+	item(&t, &st, INV_DRIVER_ORPHAN, 23, orphan);
+	/* Without the option BuildKit's cache is not a leftover: not even
+	 * named among what is left alone; the orphans are, as driver orphans. */
+	build(&pl, &t, &st, 0, NULL);
+	assert_true(plan_empty(&pl));
+	assert_int_equal(pl.nr_skips, 2);
+	plan_free(&pl);
+	/* With it: buildkit/ first, the snapshot and the BuildKit-named orphan
+	 * with their files; the layer an image uses and the other orphan stay. */
+	build(&pl, &t, &st, PLAN_BUILDKIT_CACHE, NULL);
+	DEVS(&pl, 13, 23);
+	FILES(&pl, "buildkit", meta_path(snap), meta_path(orphan));
+	assert_string_equal(pl.files[0].reason, "buildkit-cache");
+	assert_int_equal(pl.nr_skips, 1);
+	plan_free(&pl);
+	/* After buildkit/ is gone (an interrupted run), the snapshot's device
+	 * is a BuildKit-named driver orphan: the same option finishes. */
+	st.buildkit_present = 0;
+	t.items[1].cls = INV_DRIVER_ORPHAN;
+	build(&pl, &t, &st, PLAN_BUILDKIT_CACHE, NULL);
+	DEVS(&pl, 13, 23);
+	FILES(&pl, meta_path(snap), meta_path(orphan));
+	plan_free(&pl);
+	dk_state_free(&st);
+}
+
 /* ---- order and duplicates ---- */
 
 static void test_order(void **state)
@@ -1599,6 +1649,7 @@ int main(void)
 		cmocka_unit_test(test_image_shared_layers),
 		cmocka_unit_test(test_image_refused),
 		cmocka_unit_test(test_cstorage),
+		cmocka_unit_test(test_buildkit_cache),
 		cmocka_unit_test(test_order),
 		cmocka_unit_test(test_no_duplicates),
 	};
