@@ -1,6 +1,7 @@
 /* dmrescue: offline recovery and forensics of Docker devicemapper pools. */
 #include "config.h"
 #include "cli.h"
+#include "util/safeio.h"
 #include "thinmeta/blocksrc.h"
 
 #include <errno.h>
@@ -120,7 +121,8 @@ int dmr_cli_global_opt(struct dmr_cli *cli, int c, const char *arg, void (*usage
 		usage_fn(stdout);
 		exit(dmr_cli_finish_stdout(cli, DMR_EXIT_OK));
 	case 'V':
-		printf("%s %s\n", cli->prog, PACKAGE_VERSION);
+		printf("%s %s%s\n", cli->prog, PACKAGE_VERSION,
+		       sio_fault_injection_built() ? " (test build: fault-injection)" : "");
 		exit(dmr_cli_finish_stdout(cli, DMR_EXIT_OK));
 	}
 	return 0;
