@@ -16,7 +16,7 @@
  *     "metadata": null | {          the pool metadata, copied to pool/metadata
  *       "path": "/abs/path", "root_relative": "devicemapper/devicemapper/metadata" | null,
  *       "kind": "file" | "block",
- *       "size", "sha256", "mode", "uid", "gid", "mtime",
+ *       "size", "digest", "sha256", "mode", "uid", "gid", "mtime",
  *       "after_sha256": "..." | null   its content after the change, once known
  *     },
  *     "rewritten": [ {              files changed in place, copied to files/<path>
@@ -32,9 +32,22 @@
  *     } ]
  *   }
  *
- * sha256 values are 64 lowercase hex digits (of the logical content: holes
- * read as zeros); mode is the permission bits (st_mode & 07777); mtime is
- * in seconds since the epoch. */
+ * sha256 values are 64 lowercase hex digits: the SHA-256 of the logical
+ * content (holes read as zeros), except for the metadata, whose "sha256"
+ * and "after_sha256" hold the digest its "digest" names:
+ *   "sha256-nonzero-4k"   fc_digest_nonzero (util/filecopy.h): SHA-256 over
+ *                         the offset (le64) and content of each 4 KiB block
+ *                         that is not all zeros, then the size (le64); it
+ *                         costs the data in use, not the 2 GiB of a sparse
+ *                         loop-lvm file. What this dmrescue writes. Of
+ *                         a block device ("kind": "block"), undo hashes
+ *                         the first "size" bytes.
+ *   "sha256"              the plain SHA-256, as above. A manifest without
+ *                         "digest" (written before the field existed) means
+ *                         this, and is undone as before.
+ * Another digest name is refused as unsupported (a newer dmrescue). mode
+ * is the permission bits (st_mode & 07777); mtime is in seconds since the
+ * epoch. */
 #include "config.h"
 #include "backup.h"
 
@@ -68,6 +81,9 @@
 #define BK_MAX_DEPTH 64
 #define BK_PATH FSR_PATH_MAX
 #define BK_META_COPY "pool/metadata"
+/* The metadata's digests, as the manifest names them. */
+#define BK_DIGEST_NONZERO "sha256-nonzero-4k"
+#define BK_DIGEST_SHA256 "sha256"
 #define BK_RECLAIM "devicemapper/.dmrescue-reclaimed"
 /* Temp names in the user's directories start with '.': Docker skips those
  * when it loads devicemapper/metadata/. */
@@ -96,11 +112,15 @@ struct bk_changed {
 	char after_sha256[SHA256_HEX_LEN + 1];
 };
 
+/* Which digest c.n.sha256 and c.after_sha256 hold. */
+enum bk_digest { BK_DIG_NONZERO, BK_DIG_SHA256 };
+
 struct bk_meta {
 	int present;
 	char *path;     /* absolute */
 	char *root_rel; /* relative to the Docker root, or NULL */
 	int is_block;
+	enum bk_digest digest;
 	struct bk_changed c;
 };
 
@@ -260,15 +280,35 @@ static int hash_fd(int fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1], const c
 	return 0;
 }
 
-int bk_sha256_file(const char *path, char hex[65], struct dmr_err *err)
+/* The digest d of the first limit bytes of fd (all of it when
+ * UINT64_MAX). */
+static int digest_fd(int fd, enum bk_digest d, uint64_t limit, char hex[SHA256_HEX_LEN + 1], const char *what,
+		     struct dmr_err *err)
+{
+	if (d == BK_DIG_SHA256)
+		return hash_fd(fd, limit, hex, what, err);
+	return fc_digest_nonzero_len(fd, limit, what, hex, err);
+}
+
+static int digest_path(const char *path, enum bk_digest d, char hex[SHA256_HEX_LEN + 1], struct dmr_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return dmr_err_set(err, errno == ENOENT ? DMR_ENOENT : DMR_EIO, "cannot open %s: %s", path,
 				   strerror(errno));
-	int r = hash_fd(fd, UINT64_MAX, hex, path, err);
+	int r = digest_fd(fd, d, UINT64_MAX, hex, path, err);
 	close(fd);
 	return r;
+}
+
+int bk_sha256_file(const char *path, char hex[65], struct dmr_err *err)
+{
+	return digest_path(path, BK_DIG_SHA256, hex, err);
+}
+
+int bk_metadata_digest(const char *path, char hex[65], struct dmr_err *err)
+{
+	return digest_path(path, BK_DIG_NONZERO, hex, err);
 }
 
 static int exists_at(int dirfd, const char *name)
@@ -588,13 +628,15 @@ static enum tree_cmp tree_compare(const struct bk_node *have, size_t nh, const s
 }
 
 /* Copies the open file in to a new file name in dirfd (at abs), with its
- * mode, owner and xattrs, fsynced; hex (when not NULL) gets its SHA-256. */
-static int copy_file(int in, int dirfd, const char *name, const char *abs, char hex[65], struct dmr_err *err)
+ * mode, owner and xattrs, fsynced; hex gets its digest (FC_DIGEST_NONE:
+ * none, and hex may be NULL). */
+static int copy_file(int in, int dirfd, const char *name, const char *abs, enum fc_digest digest, char hex[65],
+		     struct dmr_err *err)
 {
 	int out = sio_create(dirfd, name, 0, 0600, abs, err);
 	if (out < 0)
 		return out;
-	int r = fc_copy_sparse(in, out, abs, NULL, hex, err);
+	int r = fc_copy_sparse_digest(in, out, abs, NULL, digest, hex, err);
 	if (!r)
 		r = fc_copy_attrs(in, out, abs, err);
 	if (!r)
@@ -634,7 +676,7 @@ static int copy_tree(int sfd, const char *sname, const char *sabs, int dfd, cons
 		int in = open_file_at(sfd, sname, sabs, &fst, err);
 		if (in < 0)
 			return in;
-		r = copy_file(in, dfd, dname, dabs, NULL, err);
+		r = copy_file(in, dfd, dname, dabs, FC_DIGEST_NONE, NULL, err);
 		close(in);
 		return r;
 	}
@@ -765,12 +807,16 @@ static void add_attrs(struct json_object *o, const struct bk_node *n)
 	json_object_object_add(o, "mtime", json_object_new_int64(n->mtime));
 }
 
-static struct json_object *changed_json(const struct bk_changed *c, int with_path)
+/* digest: the name of the digest sha256 holds (the metadata's), or NULL
+ * for the plain SHA-256 of other files. */
+static struct json_object *changed_json(const struct bk_changed *c, int with_path, const char *digest)
 {
 	struct json_object *o = json_object_new_object();
 	if (with_path)
 		json_object_object_add(o, "path", jstr(c->n.path));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)c->n.size));
+	if (digest)
+		json_object_object_add(o, "digest", jstr(digest));
 	json_object_object_add(o, "sha256", jstr(c->n.sha256));
 	add_attrs(o, &c->n);
 	json_object_object_add(o, "after_sha256", c->after == AFTER_HASH ? jstr(c->after_sha256) : NULL);
@@ -791,7 +837,8 @@ static struct json_object *manifest_json(const struct bk_manifest *m)
 	json_object_object_add(root, "reclaim_serial", json_object_new_int64((int64_t)m->reclaim_serial));
 	struct json_object *meta = NULL;
 	if (m->meta.present) {
-		meta = changed_json(&m->meta.c, 0);
+		meta = changed_json(&m->meta.c, 0,
+				    m->meta.digest == BK_DIG_SHA256 ? BK_DIGEST_SHA256 : BK_DIGEST_NONZERO);
 		json_object_object_add(meta, "path", jstr(m->meta.path));
 		json_object_object_add(meta, "root_relative", jstr(m->meta.root_rel));
 		json_object_object_add(meta, "kind", jstr(m->meta.is_block ? "block" : "file"));
@@ -799,7 +846,7 @@ static struct json_object *manifest_json(const struct bk_manifest *m)
 	json_object_object_add(root, "metadata", meta);
 	struct json_object *rw = json_object_new_array();
 	for (size_t i = 0; i < m->nr_rw; i++)
-		json_object_array_add(rw, changed_json(&m->rw[i], 1));
+		json_object_array_add(rw, changed_json(&m->rw[i], 1, NULL));
 	json_object_object_add(root, "rewritten", rw);
 	struct json_object *rm = json_object_new_array();
 	for (size_t i = 0; i < m->nr_rm; i++) {
@@ -1069,11 +1116,26 @@ static int rd_manifest(struct reader *rd, struct bk_manifest *m)
 	if (m->docker_root[0] != '/')
 		return rd_bad(rd, "docker_root: not an absolute path");
 	if ((meta = gj_member(top, "metadata"))) {
-		char *kind = NULL;
+		char *kind = NULL, *digest = NULL;
 		m->meta.present = 1;
 		if ((r = rd_changed(rd, meta, 0, &m->meta.c)) || (r = rd_str(rd, meta, "path", 0, &m->meta.path)) ||
 		    (r = rd_str(rd, meta, "root_relative", 1, &m->meta.root_rel)) || (r = rd_str(rd, meta, "kind", 0, &kind)))
 			return r;
+		r = rd_str(rd, meta, "digest", 1, &digest);
+		/* Absent: a manifest from before the field, of the plain SHA-256. */
+		if (!r && (!digest || !strcmp(digest, BK_DIGEST_SHA256)))
+			m->meta.digest = BK_DIG_SHA256;
+		else if (!r && !strcmp(digest, BK_DIGEST_NONZERO))
+			m->meta.digest = BK_DIG_NONZERO;
+		else if (!r) {
+			rd_bad(rd, "metadata: digest %.100s unknown (written by a newer dmrescue?)", digest);
+			r = DMR_EUNSUPP;
+		}
+		free(digest);
+		if (r) {
+			free(kind);
+			return r;
+		}
 		m->meta.is_block = !strcmp(kind, "block");
 		int bad = !m->meta.is_block && strcmp(kind, "file");
 		free(kind);
@@ -1146,7 +1208,8 @@ static int manifest_load(const char *dir, struct fsr_dir *bdir, struct bk_manife
 		return oom(err);
 	if (r) {
 		manifest_free(m);
-		return dmr_err_set(err, r, "%s/%s: damaged manifest: %s", dir, BK_MANIFEST, rd.why);
+		return dmr_err_set(err, r, "%s/%s: %s manifest: %s", dir, BK_MANIFEST,
+				   r == DMR_EUNSUPP ? "unsupported" : "damaged", rd.why);
 	}
 	return 0;
 }
@@ -1360,8 +1423,9 @@ static int need_unsealed(const struct backup *b, const char *what, struct dmr_er
 }
 
 /* Copies the open src into dir/bk_rel (dirfd) (made with its directories) with
- * its attributes, fsynced; hex gets its SHA-256. */
-static int store_copy(int dirfd, const char *dir, int src, const char *bk_rel, char hex[65], struct dmr_err *err)
+ * its attributes, fsynced; hex gets its digest (as copy_file). */
+static int store_copy(int dirfd, const char *dir, int src, const char *bk_rel, enum fc_digest digest, char hex[65],
+		      struct dmr_err *err)
 {
 	struct loc dst;
 	int r = loc_make(dirfd, dir, bk_rel, &dst, err);
@@ -1371,7 +1435,7 @@ static int store_copy(int dirfd, const char *dir, int src, const char *bk_rel, c
 		loc_close(&dst);
 		return dmr_err_set(err, DMR_EUSAGE, "%s: saved twice", dst.full);
 	}
-	r = copy_file(src, dst.fd, dst.name, dst.full, hex, err);
+	r = copy_file(src, dst.fd, dst.name, dst.full, digest, hex, err);
 	if (!r)
 		r = sio_fsync_dir(dst.path, err);
 	loc_close(&dst);
@@ -1407,7 +1471,8 @@ int bk_save_metadata(struct backup *b, const char *metadata_path, struct dmr_err
 	}
 	struct bk_meta *m = &b->m.meta;
 	char *abs = realpath(metadata_path, NULL);
-	r = store_copy(b->dirfd, b->dir, fd, BK_META_COPY, m->c.n.sha256, err);
+	m->digest = BK_DIG_NONZERO;
+	r = store_copy(b->dirfd, b->dir, fd, BK_META_COPY, FC_DIGEST_NONZERO, m->c.n.sha256, err);
 	if (!r && !abs)
 		r = dmr_err_set(err, DMR_EIO, "%s: %s", metadata_path, strerror(errno));
 	if (!r) {
@@ -1476,7 +1541,7 @@ int bk_save_file(struct backup *b, const char *relpath, struct dmr_err *err)
 	}
 	struct bk_changed *c = &b->m.rw[b->m.nr_rw];
 	memset(c, 0, sizeof(*c));
-	r = store_copy(b->dirfd, b->dir, fd, bk_rel, c->n.sha256, err);
+	r = store_copy(b->dirfd, b->dir, fd, bk_rel, FC_DIGEST_SHA256, c->n.sha256, err);
 	close(fd);
 	loc_close(&src);
 	if (r)
@@ -1659,8 +1724,9 @@ static int open_stored(struct undo *u, const char *bk_rel, struct stat *st, stru
 	return fd;
 }
 
-/* The stored copy of c at bk_rel has the recorded size and SHA-256. */
-static int verify_copy(struct undo *u, const char *bk_rel, const struct bk_changed *c, struct dmr_err *err)
+/* The stored copy of c at bk_rel has the recorded size and digest (of the
+ * metadata when meta, else the SHA-256). */
+static int verify_copy(struct undo *u, const char *bk_rel, const struct bk_changed *c, int meta, struct dmr_err *err)
 {
 	struct stat st;
 	char hex[SHA256_HEX_LEN + 1], what[BK_PATH];
@@ -1671,14 +1737,16 @@ static int verify_copy(struct undo *u, const char *bk_rel, const struct bk_chang
 		close(fd);
 		return r;
 	}
-	r = hash_fd(fd, UINT64_MAX, hex, what, err);
+	r = digest_fd(fd, meta ? u->m.meta.digest : BK_DIG_SHA256, UINT64_MAX, hex, what, err);
 	close(fd);
 	if (r)
 		return r;
 	if ((uint64_t)st.st_size != c->n.size || strcmp(hex, c->n.sha256))
 		return dmr_err_set(err, DMR_ECORRUPT,
-				   "%s: the stored copy differs from the manifest (SHA-256 %.12s..., expected %.12s...): "
-				   "the backup is damaged", what, hex, c->n.sha256);
+				   "%s: the stored copy differs from the manifest (%s %.12s..., expected %.12s...): "
+				   "the backup is damaged", what,
+				   !meta || u->m.meta.digest == BK_DIG_SHA256 ? "SHA-256" : BK_DIGEST_NONZERO, hex,
+				   c->n.sha256);
 	return 0;
 }
 
@@ -1687,10 +1755,10 @@ static int verify_backup(struct undo *u, struct dmr_err *err)
 {
 	char bk_rel[BK_PATH];
 	int r;
-	if (u->m.meta.present && (r = verify_copy(u, BK_META_COPY, &u->m.meta.c, err)))
+	if (u->m.meta.present && (r = verify_copy(u, BK_META_COPY, &u->m.meta.c, 1, err)))
 		return r;
 	for (size_t i = 0; i < u->m.nr_rw; i++)
-		if ((r = join(bk_rel, "files", u->m.rw[i].n.path, err)) || (r = verify_copy(u, bk_rel, &u->m.rw[i], err)))
+		if ((r = join(bk_rel, "files", u->m.rw[i].n.path, err)) || (r = verify_copy(u, bk_rel, &u->m.rw[i], 0, err)))
 			return r;
 	for (size_t i = 0; i < u->m.nr_rm; i++) {
 		const struct bk_removal *rm = &u->m.rm[i];
@@ -1760,7 +1828,7 @@ static int assess_metadata(struct undo *u, struct dmr_err *err)
 			return dmr_err_set(err, DMR_EUSAGE, "%s: not a %s as when it was saved", u->meta_path,
 					   mt->is_block ? "block device" : "regular file");
 		}
-		r = hash_fd(fd, mt->is_block ? mt->c.n.size : UINT64_MAX, hex, u->meta_path, err);
+		r = digest_fd(fd, mt->digest, mt->is_block ? mt->c.n.size : UINT64_MAX, hex, u->meta_path, err);
 		close(fd);
 		if (r)
 			return r;
@@ -1880,14 +1948,14 @@ static int apply_recorded(int fd, const struct bk_node *n, const char *what, str
 /* Keeps the current version of a file in displaced/<rel>. */
 static int displace_file(struct undo *u, int cur, const char *rel, struct dmr_err *err)
 {
-	char bk_rel[BK_PATH], hex[SHA256_HEX_LEN + 1];
+	char bk_rel[BK_PATH];
 	struct loc l;
 	int r = join(bk_rel, "displaced", rel, err);
 	if (r || (r = loc_make(u->bdir.fd, u->dir, bk_rel, &l, err)))
 		return r;
 	r = remove_stale(l.fd, l.path, l.name, err);
 	loc_close(&l);
-	return r ? r : store_copy(u->bdir.fd, u->dir, cur, bk_rel, hex, err);
+	return r ? r : store_copy(u->bdir.fd, u->dir, cur, bk_rel, FC_DIGEST_NONE, NULL, err);
 }
 
 /* Puts the stored copy back at dst: a temp file next to it, fsynced,

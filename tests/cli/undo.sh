@@ -3,7 +3,9 @@
 # terminal nothing happens without --yes (exit 5); --yes restores the tree
 # byte for byte; the refusals (a changed file, reclaim since, undone
 # already) are one line each with exit 5, and --force gets past the first
-# two; a missing or unreadable backup is exit 3, a damaged one exit 2; -r
+# two; a missing or unreadable backup is exit 3, a damaged one exit 2 (the
+# metadata's copy too, checked with its digest of the data in use); a
+# manifest from before that digest (the plain SHA-256) is undone; -r
 # overrides the Docker root the backup records. The backups are made by
 # tests/fixtures/mkbackup with the bk_ API (the scenario of test_backup).
 . "$top_srcdir/tests/cli/lib.sh"
@@ -141,6 +143,33 @@ printf 'x' >>"$BK/files/devicemapper/metadata/deviceset-metadata"
 run dmr undo --yes --force "$BK"
 expect_rc 2 "a damaged stored copy"
 one_line "the backup is damaged" "a damaged stored copy"
+
+# The metadata is recorded with the digest of its data in use
+# (sha256-nonzero-4k); a byte in a hole of its stored copy is damage.
+META=devicemapper/devicemapper/metadata
+mk r7
+grep -qF '"digest": "sha256-nonzero-4k"' "$BK/manifest.json" && ok "the manifest names the metadata's digest" ||
+	fail "no metadata digest in the manifest"
+printf '\001' | dd of="$BK/pool/metadata" bs=1 seek=1048583 conv=notrunc 2>/dev/null
+run dmr undo --yes --force "$BK"
+expect_rc 2 "a damaged metadata copy"
+one_line "pool/metadata: the stored copy differs from the manifest (sha256-nonzero-4k" "a damaged metadata copy"
+
+# A manifest written before the "digest" field, with the plain SHA-256 of
+# the metadata: undone as before.
+mk r8
+nzb=$(sed -n '/"metadata": {/,/}/s/^ *"sha256": "\([0-9a-f]*\)".*/\1/p' "$BK/manifest.json")
+nza=$(sed -n '/"metadata": {/,/}/s/^ *"after_sha256": "\([0-9a-f]*\)".*/\1/p' "$BK/manifest.json")
+shab=$(sha256sum <"$WORK/ref/$META" | cut -c1-64)
+shaa=$(sha256sum <"$WORK/r8/$META" | cut -c1-64)
+if [ ${#nzb} = 64 ] && [ ${#nza} = 64 ]; then
+	sed -i -e '/"digest": "sha256-nonzero-4k",/d' -e "s/$nzb/$shab/" -e "s/$nza/$shaa/" "$BK/manifest.json"
+	run dmr undo --yes "$BK"
+	expect_rc 0 "a manifest from before the digest field"
+	same_tree "$WORK/r8" "$WORK/old" "a manifest from before the digest field: restored"
+else
+	fail "the metadata's digests not found in the manifest"
+fi
 
 # Usage.
 run dmr undo

@@ -7,9 +7,15 @@
  * the cycle and of the undo, every file is always either its old or its
  * new self, and undo then brings back the old.
  *
- * Linked with -Wl,--wrap=lseek to make SEEK_DATA fail (the fallback). The
- * fault runs re-execute this program (argv[0] --child ...) so each child
- * counts changes from zero. */
+ * The metadata's digest (fc_digest_nonzero) is checked against its
+ * definition (bks_digest_nonzero): the same whatever the holes, changed by
+ * one byte, fast on a 2 GiB sparse file; undo uses it for the metadata,
+ * and still undoes a manifest written before it, of the plain SHA-256.
+ *
+ * Linked with -Wl,--wrap=lseek to make SEEK_DATA fail (the fallback), and
+ * -Wl,--wrap=pread to make reads short (ranges that start and end inside
+ * a 4 KiB block). The fault runs re-execute this program (argv[0] --child
+ * ...) so each child counts changes from zero. */
 #include "unit.h"
 #include "dktree.h"
 
@@ -19,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
+#include <time.h>
 
 #include "backup.h"
 #include "bkscenario.h"
@@ -38,6 +45,18 @@ off_t __wrap_lseek(int fd, off_t off, int whence)
 		return -1;
 	}
 	return __real_lseek(fd, off, whence);
+}
+
+static size_t short_reads; /* not 0: pread reads at most this much */
+
+ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
+ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
+
+ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off)
+{
+	if (short_reads && n > short_reads)
+		n = short_reads;
+	return __real_pread(fd, buf, n, off);
 }
 
 static const char *self_path;
@@ -291,26 +310,49 @@ static void make_sparse_src(const char *root, char path[PATHBUF])
 	close(fd);
 }
 
-static void copy_and_compare(const char *root, int via_fallback)
+/* Copies src to a new dst (without SEEK_DATA when via_fallback) with the
+ * digest; *written gets the bytes written. Also fc_digest_nonzero of src
+ * into nz_src (when not NULL), in the same way. */
+static void copy_with(const char *src, const char *dst, int via_fallback, enum fc_digest digest, uint64_t *written,
+		      char hex[65], char nz_src[65])
 {
-	char src[PATHBUF], dst[PATHBUF], hex[65], want[65];
 	struct dmr_err err = { 0 };
-	uint64_t written = 0;
-	make_sparse_src(root, src);
-	path_of(dst, root, "dst");
 	int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	assert_true(in >= 0 && out >= 0);
 	fail_seek_data = via_fallback;
-	int r = fc_copy_sparse(in, out, "src -> dst", &written, hex, &err);
+	int r = fc_copy_sparse_digest(in, out, dst, written, digest, hex, &err);
+	if (!r && nz_src)
+		r = fc_digest_nonzero(in, nz_src, &err);
 	fail_seek_data = 0;
 	if (r)
-		fail_msg("fc_copy_sparse: %s", err.msg);
+		fail_msg("copying %s to %s: %s", src, dst, err.msg);
 	close(in);
 	close(out);
+}
+
+static void copy_and_compare(const char *root, int via_fallback)
+{
+	char src[PATHBUF], dst[PATHBUF], dst2[PATHBUF], hex[65], want[65];
+	struct dmr_err err = { 0 };
+	uint64_t written = 0, written2 = 0;
+	make_sparse_src(root, src);
+	path_of(dst, root, "dst");
+	copy_with(src, dst, via_fallback, FC_DIGEST_SHA256, &written, hex, NULL);
 	sha_of(src, want);
 	assert_string_equal(hex, want);
 	sha_of(dst, want);
 	assert_string_equal(hex, want);
+	/* The metadata's digest, while copying: as fc_digest_nonzero, of the
+	 * source and of the copy. */
+	char nz[65], nz_src[65], nz_dst[65];
+	path_of(dst2, root, "dst2");
+	copy_with(src, dst2, via_fallback, FC_DIGEST_NONZERO, &written2, nz, nz_src);
+	assert_int_equal(written2, written);
+	assert_string_equal(nz, nz_src);
+	assert_int_equal(bk_metadata_digest(dst2, nz_dst, &err), 0);
+	assert_string_equal(nz, nz_dst);
+	assert_string_not_equal(nz, hex);
+	unlink(dst2);
 	assert_int_equal(written, (64 << 10) + (128 << 10));
 	struct stat a, b;
 	assert_int_equal(stat(src, &a), 0);
@@ -377,6 +419,259 @@ static void test_copy_attrs(void **state)
 		assert_int_equal(n, 5);
 		assert_memory_equal(val, "hello", 5);
 	}
+}
+
+/* ---- the metadata's digest ---- */
+
+static void le64(unsigned char out[8], uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		out[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* fc_digest_nonzero of path (UINT64_MAX), or fc_digest_nonzero_len of its
+ * first len bytes; fails the test on an error. */
+static void digest_of(const char *path, uint64_t len, char hex[65])
+{
+	struct dmr_err err = { 0 };
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	int r = len == UINT64_MAX ? fc_digest_nonzero(fd, hex, &err) : fc_digest_nonzero_len(fd, len, path, hex, &err);
+	close(fd);
+	if (r)
+		fail_msg("digest of %s: %s", path, err.msg);
+}
+
+#define DG_SIZE ((size_t)(6 << 20) + 1000) /* a short last block */
+
+/* The content of the digest tests: data in a few places, some of them
+ * inside a block, the last block short. */
+static void dg_content(unsigned char *buf)
+{
+	uint64_t seed = 11;
+	memset(buf, 0, DG_SIZE);
+	for (size_t i = 0; i < (64 << 10); i++)
+		buf[(1 << 20) + i] = (unsigned char)(unit_rand(&seed) | 1);
+	for (size_t i = 0; i < (128 << 10); i++)
+		buf[(3 << 20) + i] = (unsigned char)(unit_rand(&seed) | 1);
+	memcpy(buf + (5 << 20) + 4096 + 100, "inside a block", 14);
+	memset(buf + DG_SIZE - 500, 0x5a, 400);
+}
+
+/* root/rel with buf's content: dense (every byte written, zeros too), or
+ * sparse (only the non-zero 4 KiB blocks written, plus an allocated run
+ * of zeros at 2 MiB). */
+static void dg_write(const char *root, const char *rel, const unsigned char *buf, int dense)
+{
+	char path[PATHBUF];
+	path_of(path, root, rel);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	if (dense) {
+		assert_int_equal(pwrite(fd, buf, DG_SIZE, 0), (ssize_t)DG_SIZE);
+	} else {
+		static const unsigned char zero64k[64 << 10];
+		assert_int_equal(pwrite(fd, zero64k, sizeof(zero64k), 2 << 20), (ssize_t)sizeof(zero64k));
+		for (size_t off = 0; off < DG_SIZE; off += 4096) {
+			size_t n = DG_SIZE - off < 4096 ? DG_SIZE - off : 4096, k = 0;
+			while (k < n && !buf[off + k])
+				k++;
+			if (k < n)
+				assert_int_equal(pwrite(fd, buf + off, n, (off_t)off), (ssize_t)n);
+		}
+		assert_int_equal(ftruncate(fd, (off_t)DG_SIZE), 0);
+	}
+	close(fd);
+}
+
+/* The digest does not depend on the holes, nor on how the data is found
+ * or read; it is the one of its definition. */
+static void test_digest_layout(void **state)
+{
+	const char *root = *state;
+	unsigned char *buf = malloc(DG_SIZE);
+	char want[65], hex[65], path[PATHBUF], copy[PATHBUF];
+	struct dmr_err err = { 0 };
+	assert_non_null(buf);
+	dg_content(buf);
+	bks_digest_nonzero(buf, DG_SIZE, want);
+	dg_write(root, "dense", buf, 1);
+	dg_write(root, "sparse", buf, 0);
+	/* A sparse copy of the dense file. */
+	path_of(path, root, "dense");
+	path_of(copy, root, "copy");
+	int in = open(path, O_RDONLY), out = open(copy, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(in >= 0 && out >= 0);
+	assert_int_equal(fc_copy_sparse(in, out, "dense -> copy", NULL, NULL, &err), 0);
+	close(in);
+	close(out);
+	if (keeps_holes(root)) {
+		struct stat d, c;
+		assert_int_equal(stat(path, &d), 0);
+		assert_int_equal(stat(copy, &c), 0);
+		assert_true(c.st_blocks < d.st_blocks); /* the layouts do differ */
+	}
+	static const char *const files[] = { "dense", "sparse", "copy" };
+	for (size_t f = 0; f < 3; f++) {
+		path_of(path, root, files[f]);
+		/* SEEK_DATA; FIEMAP or a whole read; reads of 1000 bytes. */
+		for (int way = 0; way < 3; way++) {
+			fail_seek_data = way == 1;
+			short_reads = way == 2 ? 1000 : 0;
+			digest_of(path, UINT64_MAX, hex);
+			fail_seek_data = 0;
+			short_reads = 0;
+			if (strcmp(hex, want))
+				fail_msg("%s, way %d: digest %s, expected %s", files[f], way, hex, want);
+		}
+		assert_int_equal(bk_metadata_digest(path, hex, &err), 0);
+		assert_string_equal(hex, want);
+		/* Of the first bytes: as of a file that ends there. */
+		static const uint64_t lens[] = { 0, 4096, 3 * 4096 + 17, (5 << 20) + 4096 + 101, DG_SIZE - 1 };
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			char part[65];
+			bks_digest_nonzero(buf, (size_t)lens[i], part);
+			short_reads = f == 1 ? 777 : 0;
+			digest_of(path, lens[i], hex);
+			short_reads = 0;
+			if (strcmp(hex, part))
+				fail_msg("%s, first %llu bytes: digest %s, expected %s", files[f], (unsigned long long)lens[i],
+					 hex, part);
+		}
+		digest_of(path, (uint64_t)DG_SIZE + 12345, hex); /* longer than the file: all of it */
+		assert_string_equal(hex, want);
+	}
+	/* Not the plain SHA-256. */
+	path_of(path, root, "dense");
+	sha_of(path, hex);
+	assert_string_not_equal(hex, want);
+	free(buf);
+}
+
+/* One changed byte (in the data, in a hole, in allocated zeros, in the
+ * short last block), a longer size, the same bytes one block further:
+ * each changes the digest. */
+static void test_digest_changes(void **state)
+{
+	const char *root = *state;
+	unsigned char *buf = malloc(DG_SIZE);
+	char want[65], hex[65], path[PATHBUF];
+	struct dmr_err err = { 0 };
+	assert_non_null(buf);
+	dg_content(buf);
+	bks_digest_nonzero(buf, DG_SIZE, want);
+	static const size_t at[] = { (1 << 20) + 5, (3 << 20) + (128 << 10) - 1, 0, (2 << 20) + 4095, DG_SIZE - 1 };
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		unsigned char old = buf[at[i]];
+		buf[at[i]] ^= 0x80;
+		char changed[65];
+		bks_digest_nonzero(buf, DG_SIZE, changed);
+		dg_write(root, "f", buf, 0);
+		path_of(path, root, "f");
+		digest_of(path, UINT64_MAX, hex);
+		buf[at[i]] = old;
+		if (!strcmp(hex, want))
+			fail_msg("a byte changed at %zu: the same digest", at[i]);
+		assert_string_equal(hex, changed);
+	}
+	/* The same content with more zeros after it: another size. */
+	dg_write(root, "f", buf, 0);
+	path_of(path, root, "f");
+	digest_of(path, UINT64_MAX, hex);
+	assert_string_equal(hex, want);
+	assert_int_equal(truncate(path, (off_t)DG_SIZE + 4096), 0);
+	digest_of(path, UINT64_MAX, hex);
+	assert_string_not_equal(hex, want);
+	/* The same bytes moved by one block: another digest. */
+	dkt_writen(root, "a", "x", 1);
+	dkt_sparse(root, "b", 4097);
+	path_of(path, root, "b");
+	int fd = open(path, O_WRONLY);
+	assert_int_equal(pwrite(fd, "x", 1, 4096), 1);
+	close(fd);
+	char a[65], b[65];
+	path_of(path, root, "a");
+	assert_int_equal(truncate(path, 4097), 0);
+	digest_of(path, UINT64_MAX, a);
+	path_of(path, root, "b");
+	digest_of(path, UINT64_MAX, b);
+	assert_string_not_equal(a, b);
+	/* Empty: the SHA-256 of the size 0 as le64. */
+	unsigned char zero8[8];
+	le64(zero8, 0);
+	sha256_hex(zero8, 8, want);
+	dkt_write(root, "empty", "");
+	path_of(path, root, "empty");
+	digest_of(path, UINT64_MAX, hex);
+	assert_string_equal(hex, want);
+	/* Neither a regular file nor a block device. */
+	assert_int_equal(bk_metadata_digest(root, hex, &err), DMR_EUSAGE);
+	assert_contains(err.msg, "not a regular file or block device");
+	path_of(path, root, "missing");
+	assert_int_equal(bk_metadata_digest(path, hex, &err), DMR_ENOENT);
+	free(buf);
+}
+
+static double seconds(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A 2 GiB loop-lvm metadata file with 1 MiB in use: the digest reads the
+ * 1 MiB (its time is printed, not asserted), and is right. */
+static void test_digest_2g(void **state)
+{
+	const char *root = *state;
+	char path[PATHBUF], hex[65], want[65];
+	struct dmr_err err = { 0 };
+	if (!keeps_holes(root)) {
+		fprintf(stderr, "this filesystem keeps no holes: the 2 GiB digest would read 2 GiB; skipped\n");
+		skip();
+		return;
+	}
+	unsigned char piece[64 << 10], le[8];
+	uint64_t seed = 5;
+	const uint64_t size = 2ull << 30;
+	for (size_t i = 0; i < sizeof(piece); i++)
+		piece[i] = (unsigned char)(unit_rand(&seed) | 1);
+	dkt_sparse(root, "metadata", (long long)size);
+	path_of(path, root, "metadata");
+	int fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	/* 16 pieces of 64 KiB, 128 MiB apart: the expected digest from the
+	 * definition, block by block. */
+	struct sha256_ctx c;
+	sha256_init(&c);
+	for (uint64_t p = 0; p < 16; p++) {
+		uint64_t off = p * (128ull << 20);
+		assert_int_equal(pwrite(fd, piece, sizeof(piece), (off_t)off), (ssize_t)sizeof(piece));
+		for (size_t b = 0; b < sizeof(piece); b += 4096) {
+			le64(le, off + b);
+			sha256_update(&c, le, 8);
+			sha256_update(&c, piece + b, 4096);
+		}
+	}
+	le64(le, size);
+	sha256_update(&c, le, 8);
+	sha256_final_hex(&c, want);
+	close(fd);
+	double t0 = seconds();
+	int r = bk_metadata_digest(path, hex, &err);
+	double t1 = seconds();
+	if (r)
+		fail_msg("bk_metadata_digest: %s", err.msg);
+	fprintf(stderr, "digest of a 2 GiB sparse file with 1 MiB of data: %.3f s\n", t1 - t0);
+	assert_string_equal(hex, want);
+	/* Through FIEMAP (or a whole read) too. */
+	fail_seek_data = 1;
+	t0 = seconds();
+	digest_of(path, UINT64_MAX, hex);
+	t1 = seconds();
+	fail_seek_data = 0;
+	fprintf(stderr, "the same without SEEK_DATA: %.3f s\n", t1 - t0);
+	assert_string_equal(hex, want);
 }
 
 /* ---- the cycle and undo ---- */
@@ -617,6 +912,187 @@ static void test_other_filesystem(void **state)
 		fail_msg("undo: %s", err.msg);
 }
 
+/* path's whole content, NUL-terminated (malloc'ed). */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	long len = ftell(f);
+	assert_true(len >= 0);
+	rewind(f);
+	char *s = malloc((size_t)len + 1);
+	assert_non_null(s);
+	assert_int_equal(fread(s, 1, (size_t)len, f), (size_t)len);
+	s[len] = '\0';
+	fclose(f);
+	return s;
+}
+
+/* s with every from replaced by to (malloc'ed); from must occur. */
+static char *replaced(const char *s, const char *from, const char *to)
+{
+	size_t fl = strlen(from), tl = strlen(to), n = 0;
+	for (const char *p = strstr(s, from); p; p = strstr(p + fl, from))
+		n++;
+	if (!n)
+		fail_msg("no '%s' in the text", from);
+	char *out = malloc(strlen(s) + n * tl + 1), *o = out;
+	assert_non_null(out);
+	for (const char *p; (p = strstr(s, from)); s = p + fl) {
+		memcpy(o, s, (size_t)(p - s));
+		o += p - s;
+		memcpy(o, to, tl);
+		o += tl;
+	}
+	strcpy(o, s);
+	return out;
+}
+
+/* Writes text as the backup's manifest (base: the test's directory). */
+static void put_manifest(const char *base, const char *bk, const char *text)
+{
+	char rel[4200];
+	snprintf(rel, sizeof(rel), "%s/manifest.json", bk + strlen(base) + 1);
+	dkt_write(base, rel, text);
+}
+
+/* The manifest names the metadata's digest and records bk_metadata_digest
+ * before and after the change; it is honored (a stored copy checked with
+ * another digest is damaged); an unknown one is refused as unsupported;
+ * and a manifest from before the field, of plain SHA-256s, is undone. */
+static void test_metadata_digest_manifest(void **state)
+{
+	struct world w;
+	struct dmr_err err = { 0 };
+	struct lines lines = { 0 };
+	char ref[4096], before[PATHBUF], after[PATHBUF], copy[PATHBUF], manifest[4200];
+	char nz_before[65], nz_after[65], sha_before[65], sha_after[65], hex[65], quoted[PATHBUF + 32];
+	world_make(*state, &w, NULL);
+	path_of(ref, *state, "ref");
+	dkt_mkdir(*state, "ref");
+	layout(ref);
+	path_of(before, ref, BKS_METADATA);
+	path_of(after, w.root, BKS_METADATA);
+	assert_int_equal(bk_metadata_digest(before, nz_before, &err), 0);
+	assert_int_equal(bk_metadata_digest(after, nz_after, &err), 0);
+	sha_of(before, sha_before);
+	sha_of(after, sha_after);
+	snprintf(manifest, sizeof(manifest), "%s/manifest.json", w.bk);
+	char *good = slurp(manifest);
+	assert_contains(good, "\"digest\": \"sha256-nonzero-4k\"");
+	snprintf(quoted, sizeof(quoted), "\"sha256\": \"%s\"", nz_before);
+	assert_contains(good, quoted);
+	snprintf(quoted, sizeof(quoted), "\"after_sha256\": \"%s\"", nz_after);
+	assert_contains(good, quoted);
+	assert_null(strstr(good, sha_before));
+	assert_null(strstr(good, sha_after));
+	/* The stored copy has it too. */
+	snprintf(copy, sizeof(copy), "%s/pool/metadata", w.bk);
+	assert_int_equal(bk_metadata_digest(copy, hex, &err), 0);
+	assert_string_equal(hex, nz_before);
+
+	/* A digest this dmrescue does not know. */
+	char *text = replaced(good, "\"sha256-nonzero-4k\"", "\"sha256-nonzero-64k\"");
+	put_manifest(*state, w.bk, text);
+	free(text);
+	assert_int_equal(undo(w.bk, 1, 1, NULL, &err), DMR_EUNSUPP);
+	assert_contains(err.msg, "manifest.json: unsupported manifest: metadata: digest sha256-nonzero-64k unknown");
+	assert_null(strchr(err.msg, '\n'));
+	/* "sha256" named, the values left: the stored copy does not match. */
+	text = replaced(good, "\"sha256-nonzero-4k\"", "\"sha256\"");
+	put_manifest(*state, w.bk, text);
+	free(text);
+	assert_int_equal(undo(w.bk, 1, 1, NULL, &err), DMR_ECORRUPT);
+	assert_contains(err.msg, "pool/metadata: the stored copy differs from the manifest (SHA-256");
+	/* "sha256" with the plain SHA-256s: as before the field. */
+	char *t1 = replaced(good, "\"sha256-nonzero-4k\"", "\"sha256\""), *t2 = replaced(t1, nz_before, sha_before);
+	text = replaced(t2, nz_after, sha_after);
+	put_manifest(*state, w.bk, text);
+	free(t1);
+	free(t2);
+	free(text);
+	assert_int_equal(undo(w.bk, 0, 1, &lines, &err), 0);
+	snprintf(quoted, sizeof(quoted), "restore %s", after);
+	assert_contains(lines.all, quoted);
+	/* Without the field (a manifest written before it), undone. */
+	t1 = replaced(good, "\"digest\": \"sha256-nonzero-4k\",", "");
+	t2 = replaced(t1, nz_before, sha_before);
+	text = replaced(t2, nz_after, sha_after);
+	assert_null(strstr(text, "digest"));
+	put_manifest(*state, w.bk, text);
+	free(t1);
+	free(t2);
+	free(text);
+	if (undo(w.bk, 0, 0, NULL, &err))
+		fail_msg("undo of an old manifest: %s", err.msg);
+	assert_tree(w.root, &w.old, "after undo of an old manifest");
+	/* Written back as it was read: still of the plain SHA-256. */
+	text = slurp(manifest);
+	assert_contains(text, "\"digest\": \"sha256\"");
+	assert_contains(text, sha_before);
+	free(text);
+	free(good);
+	world_free(&w);
+}
+
+/* Undo compares the metadata by content, not by holes: rewritten densely
+ * it is still the changed content; one byte more (in what was a hole) is
+ * a change since; a damaged stored copy of it is found. */
+static void test_metadata_digest_undo(void **state)
+{
+	struct world w;
+	struct dmr_err err = { 0 };
+	struct lines lines = { 0 };
+	char meta[PATHBUF], dense[PATHBUF + 8], rel[4200];
+	world_make(*state, &w, NULL);
+	path_of(meta, w.root, BKS_METADATA);
+	snprintf(dense, sizeof(dense), "%s.dense", meta);
+	/* The same content, every byte written. */
+	unsigned char *buf = malloc(BKS_METADATA_SIZE);
+	assert_non_null(buf);
+	int fd = open(meta, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(__real_pread(fd, buf, BKS_METADATA_SIZE, 0), BKS_METADATA_SIZE);
+	close(fd);
+	fd = open(dense, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, buf, BKS_METADATA_SIZE, 0), BKS_METADATA_SIZE);
+	close(fd);
+	assert_int_equal(rename(dense, meta), 0);
+	free(buf);
+	assert_int_equal(undo(w.bk, 0, 1, &lines, &err), 0);
+	char want[PATHBUF + 16];
+	snprintf(want, sizeof(want), "restore %s\n", meta);
+	assert_contains(lines.all, want);
+	/* One byte in what was a hole. */
+	fd = open(meta, O_WRONLY);
+	assert_int_equal(pwrite(fd, "\1", 1, (1 << 20) + 7), 1);
+	assert_int_equal(undo(w.bk, 0, 1, NULL, &err), DMR_EUSAGE);
+	assert_contains(err.msg, BKS_METADATA " changed since the backup");
+	/* Zero again (now allocated): the changed content once more. */
+	assert_int_equal(pwrite(fd, "\0", 1, (1 << 20) + 7), 1);
+	close(fd);
+	assert_int_equal(undo(w.bk, 0, 1, NULL, &err), 0);
+	/* A damaged stored copy: a byte where the copy has a hole. */
+	snprintf(rel, sizeof(rel), "%s/pool/metadata", w.bk);
+	fd = open(rel, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "\1", 1, (1 << 20) + 7), 1);
+	close(fd);
+	assert_int_equal(undo(w.bk, 1, 0, NULL, &err), DMR_ECORRUPT);
+	assert_contains(err.msg, "pool/metadata: the stored copy differs from the manifest (sha256-nonzero-4k");
+	assert_contains(err.msg, "the backup is damaged");
+	fd = open(rel, O_WRONLY);
+	assert_int_equal(pwrite(fd, "\0", 1, (1 << 20) + 7), 1);
+	close(fd);
+	/* Restored, with the holes of the saved file. */
+	if (undo(w.bk, 0, 0, NULL, &err))
+		fail_msg("undo: %s", err.msg);
+	assert_tree(w.root, &w.old, "after undo");
+	world_free(&w);
+}
+
 static void test_api_misuse(void **state)
 {
 	struct backup *b;
@@ -841,6 +1317,9 @@ int main(int argc, char **argv)
 		T(test_copy_sparse_fallback),
 		T(test_copy_empty),
 		T(test_copy_attrs),
+		T(test_digest_layout),
+		T(test_digest_changes),
+		T(test_digest_2g),
 		T(test_cycle_undo),
 		T(test_dry_run),
 		T(test_reclaim_serial),
@@ -850,6 +1329,8 @@ int main(int argc, char **argv)
 		T(test_refuse_corrupt_copy),
 		T(test_refuse_bad_manifest),
 		T(test_other_filesystem),
+		T(test_metadata_digest_manifest),
+		T(test_metadata_digest_undo),
 		T(test_api_misuse),
 		T(test_fault_cycle),
 		T(test_fault_undo),
