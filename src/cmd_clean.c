@@ -146,14 +146,6 @@ static const char *sysroot(void)
 	return "";
 }
 
-static const char *human(uint64_t bytes, char *buf)
-{
-	fmt_disk_unit(bytes, buf);
-	if (bytes < 1024)
-		snprintf(buf, 32, "%llu bytes", (unsigned long long)bytes);
-	return buf;
-}
-
 static uint64_t *plan_ids(const struct plan *pl);
 
 /* --- reading and checking --- */
@@ -342,8 +334,8 @@ static void print_plan(const struct clean *c)
 		const struct plan_dev *d = &pl->devs[i];
 		printf("    thin %-6llu %-18s %s  %s mapped, %s exclusive%s\n", (unsigned long long)d->thin_id, d->reason,
 		       d->hash ? (d->hash[0] ? d->hash : "base") : "(no file)",
-		       human(d->mapped_blocks * c->data_block_bytes, a),
-		       human(d->exclusive_blocks * c->data_block_bytes, b),
+		       fmt_human(d->mapped_blocks * c->data_block_bytes, a),
+		       fmt_human(d->exclusive_blocks * c->data_block_bytes, b),
 		       d->is_protected ? "  [label protected: removed because named]" : "");
 	}
 	if (pl->nr_files)
@@ -361,7 +353,7 @@ static void print_plan(const struct clean *c)
 	}
 	if (pl->nr_devs)
 		printf("  pool data freed: %s (%llu blocks); metadata blocks in use: %llu -> %llu\n",
-		       human(plan_freed(c), a), (unsigned long long)(c->sim.data_used_before - c->sim.data_used_after),
+		       fmt_human(plan_freed(c), a), (unsigned long long)(c->sim.data_used_before - c->sim.data_used_after),
 		       (unsigned long long)c->sim.meta_used_before, (unsigned long long)c->sim.meta_used_after);
 	for (size_t i = 0; i < pl->nr_skips; i++)
 		printf("  left alone: %s: %s\n", pl->skips[i].what, pl->skips[i].why);
@@ -774,7 +766,7 @@ static int apply(struct clean *c)
 	if (c->pl.nr_devs)
 		printf("Removed %llu thin device%s: %s of pool data freed; metadata blocks in use %llu -> %llu; "
 		       "thin_check %s.\n", (unsigned long long)c->rw.nr_removed, c->rw.nr_removed == 1 ? "" : "s",
-		       human((c->rw.data_used_before - c->rw.data_used_after) * c->data_block_bytes, a),
+		       fmt_human((c->rw.data_used_before - c->rw.data_used_after) * c->data_block_bytes, a),
 		       (unsigned long long)c->rw.meta_used_before, (unsigned long long)c->rw.meta_used_after,
 		       c->thin_check_result ? c->thin_check_result : "not run");
 	printf("Changed %zu file%s and directories. 'dmrescue undo %s' puts everything back.\n", c->files_done,

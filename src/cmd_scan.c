@@ -27,15 +27,6 @@ static void scan_usage(FILE *out)
 	      "Global options (-r, --metadata, --data, -q) work here too; see dmrescue --help.\n", out);
 }
 
-/* "38MiB", or "62 bytes" below a KiB so a bare number is never ambiguous. */
-static const char *human(uint64_t bytes, char *buf)
-{
-	fmt_disk_unit(bytes, buf);
-	if (bytes < 1024)
-		snprintf(buf, 32, "%llu bytes", (unsigned long long)bytes);
-	return buf;
-}
-
 static const char *layout_name(enum dk_layout l)
 {
 	return l == DK_LAYOUT_DOCKER ? "docker" : l == DK_LAYOUT_CSTORAGE ? "containers-storage" : "none";
@@ -64,12 +55,12 @@ static void print_item_line(const struct inv_item *it, uint64_t bs)
 	else
 		printf("    %-11s", it->cls == INV_TRANSIENT ? "file" : "no device");
 	if (it->cls == INV_TRANSIENT) {
-		printf(" %s (%s)", it->path, human(it->transient_bytes, a));
+		printf(" %s (%s)", it->path, fmt_human(it->transient_bytes, a));
 	} else {
 		printf(" %s", it->hash ? (it->hash[0] ? it->hash : "base") : "-");
 		if (it->has_usage)
-			printf("  %s mapped, %s exclusive", human(it->usage.mapped * bs, a),
-			       human(it->usage.exclusive * bs, b));
+			printf("  %s mapped, %s exclusive", fmt_human(it->usage.mapped * bs, a),
+			       fmt_human(it->usage.exclusive * bs, b));
 	}
 	print_owners(it);
 	putchar('\n');
@@ -85,9 +76,9 @@ static void print_report(struct dmr_cli *cli, const struct dk_state *st, const s
 	char a[32], b[32], c[32];
 	printf("Docker root %s (%s)\n", st->root, layout_name(st->layout));
 	printf("Pool %s\n", st->pool_name ? st->pool_name : "(name unknown)");
-	printf("  metadata  %s: %s used of %s\n", meta_path, human(ps->meta_used * 4096, a), human(ps->meta_blocks * 4096, b));
-	printf("  data      %s: %s used of %s (%s blocks)\n", data_path, human(ps->data_used * bs, a),
-	       human(ps->data_blocks * bs, b), human(bs, c));
+	printf("  metadata  %s: %s used of %s\n", meta_path, fmt_human(ps->meta_used * 4096, a), fmt_human(ps->meta_blocks * 4096, b));
+	printf("  data      %s: %s used of %s (%s blocks)\n", data_path, fmt_human(ps->data_used * bs, a),
+	       fmt_human(ps->data_blocks * bs, b), fmt_human(bs, c));
 	printf("  transaction %llu", (unsigned long long)ps->trans_id);
 	if (st->txn.present && st->txn.valid)
 		printf("; Docker's open transaction %llu (%s)\n", (unsigned long long)st->txn.open_transaction_id,
@@ -103,7 +94,7 @@ static void print_report(struct dmr_cli *cli, const struct dk_state *st, const s
 		       (unsigned long long)ps->free_but_mapped);
 	if (ps->reclaim_known)
 		printf("  the data file takes %s on disk; %s of it is free pool space in %llu ranges (dmrescue reclaim)\n",
-		       human(ps->data_file_allocated, a), human(ps->reclaim_bytes, b),
+		       fmt_human(ps->data_file_allocated, a), fmt_human(ps->reclaim_bytes, b),
 		       (unsigned long long)ps->reclaim_runs);
 	else
 		printf("  reclaimable space unknown: %s\n", ps->reclaim_note ? ps->reclaim_note : "?");
@@ -158,9 +149,9 @@ static void print_report(struct dmr_cli *cli, const struct dk_state *st, const s
 	}
 	if (damage)
 		printf("\nThe pool metadata is damaged (%lu ranges reported above): run 'dmrescue check'.\n", damage);
-	printf("\nReclaimable: %s of pool space by removing the leftovers", human(leftover_bytes, a));
+	printf("\nReclaimable: %s of pool space by removing the leftovers", fmt_human(leftover_bytes, a));
 	if (ps->reclaim_known)
-		printf(", %s of host disk by 'dmrescue reclaim'", human(ps->reclaim_bytes, b));
+		printf(", %s of host disk by 'dmrescue reclaim'", fmt_human(ps->reclaim_bytes, b));
 	printf(".\n");
 }
 

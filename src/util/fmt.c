@@ -50,3 +50,11 @@ void fmt_key_range(char *buf, size_t len, uint64_t lo, uint64_t hi)
 	else
 		snprintf(buf, len, "%llu..%llu", (unsigned long long)lo, (unsigned long long)(hi - 1));
 }
+
+const char *fmt_human(uint64_t bytes, char *buf)
+{
+	fmt_disk_unit(bytes, buf);
+	if (bytes < 1024)
+		snprintf(buf, 32, "%llu bytes", (unsigned long long)bytes);
+	return buf;
+}

@@ -16,6 +16,10 @@ size_t fmt_str(char *p, const char *s);
  * buf must hold 32 bytes. */
 const char *fmt_disk_unit(uint64_t bytes, char *buf);
 
+/* fmt_disk_unit for people: below a KiB "62 bytes", so a bare number is
+ * never ambiguous. buf must hold 32 bytes. */
+const char *fmt_human(uint64_t bytes, char *buf);
+
 /* A half-open key range [lo, hi) as people read it: "7", "4064..4223",
  * "100..end" (hi == UINT64_MAX). */
 void fmt_key_range(char *buf, size_t len, uint64_t lo, uint64_t hi);
