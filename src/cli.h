@@ -124,5 +124,6 @@ int cmd_scan(struct dmr_cli *cli, int argc, char **argv);
 int cmd_check(struct dmr_cli *cli, int argc, char **argv);
 int cmd_clean(struct dmr_cli *cli, int argc, char **argv);
 int cmd_undo(struct dmr_cli *cli, int argc, char **argv);
+int cmd_reclaim(struct dmr_cli *cli, int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@
 #include "backup.h"
 #include "cli.h"
 #include "docker/scan.h"
+#include "guard.h"
 #include "inventory.h"
 #include "live.h"
 #include "plan.h"
@@ -135,101 +136,18 @@ struct clean {
 	int lock_fd;
 };
 
-/* Test builds read the live state from a fake system root. */
-static const char *sysroot(void)
-{
-#ifdef DMR_FAULT_INJECTION
-	const char *s = getenv("DMRESCUE_SYSROOT");
-	if (s)
-		return s;
-#endif
-	return "";
-}
-
 static uint64_t *plan_ids(const struct plan *pl);
 
 /* --- reading and checking --- */
 
-struct chk {
-	unsigned long sev[3];
-	char first_fatal[400];
-};
-
-static void count_finding(void *ctx, const struct tm_finding *f)
-{
-	struct chk *c = ctx;
-	c->sev[f->severity]++;
-	if (f->severity == TM_SEV_FATAL && !c->first_fatal[0])
-		snprintf(c->first_fatal, sizeof(c->first_fatal), "%s", f->msg);
-}
-
-/* Our checker on the metadata at path: 0 when it has no fatal finding. */
-static int our_check(const char *path, const char *data_path, struct chk *c, struct dmr_err *err)
-{
-	struct tm_pool *p;
-	memset(c, 0, sizeof(*c));
-	int r = tm_pool_open(&p, path, 0, err);
-	if (r)
-		return r;
-	struct tm_check_opts o = { .data_path = data_path };
-	struct tm_check_stats stats;
-	r = tm_check_pool(p, &o, count_finding, c, &stats, err);
-	tm_pool_close(p);
-	if (r)
-		return r;
-	if (c->sev[TM_SEV_FATAL])
-		return dmr_err_set(err, DMR_ECORRUPT, "%s: %lu fatal finding(s), first: %s", path, c->sev[TM_SEV_FATAL],
-				   c->first_fatal);
-	return 0;
-}
-
-/* thin_check (the runtime oracle) on path: 0 passed, 1 not installed,
- * DMR_ECORRUPT failed. */
-static int run_thin_check(const char *path, struct dmr_err *err)
-{
-	const char *exe = NULL;
-#ifdef DMR_FAULT_INJECTION
-	exe = getenv("DMRESCUE_THIN_CHECK");
-#endif
-	static const char *const where[] = { "/usr/sbin/thin_check", "/sbin/thin_check", "/usr/bin/thin_check",
-					     "/usr/local/sbin/thin_check" };
-	for (size_t i = 0; !exe && i < sizeof(where) / sizeof(where[0]); i++)
-		if (access(where[i], X_OK) == 0)
-			exe = where[i];
-	if (!exe || !*exe)
-		return 1;
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0)
-		return dmr_err_set(err, DMR_EIO, "running %s: %s", exe, strerror(errno));
-	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		if (null >= 0) {
-			dup2(null, 1);
-			close(null);
-		}
-		execl(exe, "thin_check", "-q", path, (char *)NULL);
-		_exit(127);
-	}
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return dmr_err_set(err, DMR_EIO, "waiting for %s: %s", exe, strerror(errno));
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-		return 1;
-	return dmr_err_set(err, DMR_ECORRUPT, "thin_check rejects the rewritten metadata %s (status %d): nothing "
-			   "was changed", path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-}
-
 static int verify(struct clean *c, const char *path, struct dmr_err *err)
 {
-	struct chk k;
-	int r = our_check(path, dmr_cli_data_path(c->cli), &k, err);
+	int r = dmr_guard_our_check(path, dmr_cli_data_path(c->cli), err);
 	if (r)
 		return dmr_err_prefix(err, "verifying the rewritten metadata");
-	r = run_thin_check(path, err);
+	r = dmr_guard_thin_check(path, err);
+	if (r == DMR_ECORRUPT)
+		return dmr_err_prefix(err, "nothing was changed");
 	if (r < 0)
 		return r;
 	c->thin_check_result = r == 0 ? "passed" : "not installed";
@@ -248,8 +166,7 @@ static int load(struct clean *c)
 	struct dmr_cli *cli = c->cli;
 	struct dmr_err err = { 0 };
 	const char *meta = dmr_cli_metadata_path(cli);
-	struct chk k;
-	int r = our_check(meta, dmr_cli_data_path(cli), &k, &err);
+	int r = dmr_guard_our_check(meta, dmr_cli_data_path(cli), &err);
 	if (r == DMR_ECORRUPT) {
 		dmr_cli_error(cli, "%s", err.msg);
 		dmr_cli_error(cli, "refusing to change a damaged pool: repair it first (thin_repair into a new file), "
@@ -437,57 +354,6 @@ static void print_json(const struct clean *c, const char *state, const struct dm
 						       JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
 	fputc('\n', stdout);
 	json_object_put(root);
-}
-
-/* --- guards --- */
-
-static int guards(struct clean *c)
-{
-	struct dmr_cli *cli = c->cli;
-	struct dmr_err err = { 0 };
-	struct live_ctx lc = { .sysroot = sysroot() };
-	struct live_finding *f = NULL;
-	size_t n = 0;
-	if (live_lock(cli->root, &c->lock_fd, &err)) {
-		dmr_cli_error(cli, "%s", err.msg);
-		return DMR_EXIT_REFUSED;
-	}
-	if (live_check(&lc, cli->root, dmr_cli_metadata_path(cli), dmr_cli_data_path(cli), c->st.prefix, &f, &n,
-		       &err)) {
-		dmr_cli_error(cli, "cannot tell whether the pool is live: %s", err.msg);
-		return DMR_EXIT_REFUSED;
-	}
-	int blocking = 0;
-	for (size_t i = 0; i < n; i++) {
-		int overridden = f[i].overridable && c->force;
-		dmr_cli_error(cli, "%s%s", f[i].msg, overridden ? " (--force: going on)" : "");
-		blocking += !overridden;
-	}
-	free(f);
-	if (blocking) {
-		dmr_cli_error(cli, "refusing to change a live pool: stop Docker and deactivate the pool first%s",
-			      c->force ? "" : " (--force overrides only the process check)");
-		return DMR_EXIT_REFUSED;
-	}
-	return DMR_EXIT_OK;
-}
-
-static int confirm(struct clean *c)
-{
-	if (c->yes)
-		return DMR_EXIT_OK;
-	if (!isatty(STDIN_FILENO)) {
-		dmr_cli_error(c->cli, "not confirmed: run again with --yes to make these changes");
-		return DMR_EXIT_REFUSED;
-	}
-	printf("Make these changes? [y/N] ");
-	fflush(stdout);
-	char line[16];
-	if (!fgets(line, sizeof(line), stdin) || (line[0] != 'y' && line[0] != 'Y')) {
-		dmr_cli_error(c->cli, "not confirmed: nothing changed");
-		return DMR_EXIT_REFUSED;
-	}
-	return DMR_EXIT_OK;
 }
 
 /* --- doing it --- */
@@ -866,9 +732,11 @@ int cmd_clean(struct dmr_cli *cli, int argc, char **argv)
 		rc = dmr_cli_finish_stdout(cli, DMR_EXIT_OK);
 		goto out;
 	}
-	rc = guards(&c);
+	rc = dmr_guard_lock(cli, &c.lock_fd);
 	if (rc == DMR_EXIT_OK)
-		rc = confirm(&c);
+		rc = dmr_guard_live(cli, c.st.prefix, c.force, "change");
+	if (rc == DMR_EXIT_OK)
+		rc = dmr_guard_confirm(cli, c.yes, "Make these changes?");
 	if (rc == DMR_EXIT_OK) {
 		fflush(stdout);
 		rc = apply(&c);

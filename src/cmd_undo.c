@@ -1,6 +1,7 @@
 /* dmrescue undo: put back what a clean changed, from its backup. */
 #include "config.h"
 #include "cli.h"
+#include "guard.h"
 #include "backup.h"
 #include "docker/state.h"
 #include "live.h"
@@ -77,37 +78,16 @@ static int confirm(void)
  * exit code, DMR_EXIT_OK to go ahead. */
 static int guard_live(struct dmr_cli *cli, const char *root, int force)
 {
-	struct live_ctx lc = { .sysroot = "" };
-	struct live_finding *f = NULL;
 	struct dk_state st;
 	struct dmr_err err = { 0 };
-	size_t n = 0;
 	memset(&st, 0, sizeof(st));
 	/* The pool's device-mapper prefix comes from Docker's driver home;
 	 * without it only the loop devices tell whether the pool is live. */
 	const char *prefix = dk_state_read(root, &st, &err) == 0 ? st.prefix : NULL;
 	cli->root = root;
-	int r = live_check(&lc, root, dmr_cli_metadata_path(cli), dmr_cli_data_path(cli), prefix, &f, &n, &err);
+	int rc = dmr_guard_live(cli, prefix, force, "undo on");
 	dk_state_free(&st);
-	if (r) {
-		dmr_cli_error(cli, "cannot tell whether the pool is in use: %s", err.msg);
-		return DMR_EXIT_INPUT;
-	}
-	int hard = 0;
-	for (size_t i = 0; i < n; i++) {
-		dmr_cli_error(cli, "%s", f[i].msg);
-		hard |= !f[i].overridable;
-	}
-	free(f);
-	if (hard) {
-		dmr_cli_error(cli, "refusing to undo while the pool is in use: stop Docker and deactivate the pool first");
-		return DMR_EXIT_REFUSED;
-	}
-	if (n && !force) {
-		dmr_cli_error(cli, "refusing to undo while the container engine runs (--force to go ahead anyway)");
-		return DMR_EXIT_REFUSED;
-	}
-	return DMR_EXIT_OK;
+	return rc;
 }
 
 int cmd_undo(struct dmr_cli *cli, int argc, char **argv)

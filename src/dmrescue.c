@@ -24,6 +24,7 @@ static const struct command commands[] = {
 	{ "check", cmd_check, "check the pool and Docker's files, stricter than thin_check" },
 	{ "clean", cmd_clean, "remove leftovers offline, with a backup (see --dry-run)" },
 	{ "undo", cmd_undo, "restore the files a clean changed from its backup" },
+	{ "reclaim", cmd_reclaim, "punch the pool's free blocks out of the data and metadata files" },
 };
 
 static void usage(FILE *out)

@@ -190,6 +190,9 @@ int sio_punch(int fd, off_t off, off_t len, const char *what, struct dmr_err *er
 		return rc;
 #if defined(HAVE_FALLOCATE) && defined(FALLOC_FL_PUNCH_HOLE)
 	while (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) != 0) {
+		if (errno == EOPNOTSUPP || errno == ENOSYS)
+			return dmr_err_set(err, DMR_EUNSUPP, "%s: its filesystem cannot punch holes "
+					   "(fallocate PUNCH_HOLE: %s)", what, strerror(errno));
 		if (errno != EINTR)
 			return fail(err, "punching a hole in", what);
 	}
