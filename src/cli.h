@@ -118,6 +118,10 @@ int dmr_pool_view_roots(struct dmr_pool_view *v, int (*want)(void *ctx, const st
 			int need_details);
 void dmr_pool_view_close(struct dmr_pool_view *v);
 
+/* A tm_usage_compute damage callback for a view (ctx): the damage goes to
+ * the view's log under the device of that root. */
+void dmr_pool_view_usage_damage(void *ctx, size_t root, const struct tm_damage *d);
+
 int cmd_dump(struct dmr_cli *cli, int argc, char **argv);
 int cmd_ls(struct dmr_cli *cli, int argc, char **argv);
 int cmd_scan(struct dmr_cli *cli, int argc, char **argv);

@@ -154,11 +154,6 @@ static int verify(struct clean *c, const char *path, struct dmr_err *err)
 	return 0;
 }
 
-static void usage_damage(void *ctx, size_t root, const struct tm_damage *d)
-{
-	struct dmr_pool_view *v = ctx;
-	dmr_damage_device(&v->log, v->devs.dev[v->dev_of_root[root]].dev_id, d);
-}
 
 /* Reads the pool, checks it and builds the plan. Returns an exit code. */
 static int load(struct clean *c)
@@ -166,15 +161,9 @@ static int load(struct clean *c)
 	struct dmr_cli *cli = c->cli;
 	struct dmr_err err = { 0 };
 	const char *meta = dmr_cli_metadata_path(cli);
-	int r = dmr_guard_our_check(meta, dmr_cli_data_path(cli), &err);
-	if (r == DMR_ECORRUPT) {
-		dmr_cli_error(cli, "%s", err.msg);
-		dmr_cli_error(cli, "refusing to change a damaged pool: repair it first (thin_repair into a new file), "
-			      "then run 'dmrescue check'");
-		return DMR_EXIT_DAMAGE;
-	}
-	if (r)
-		return dmr_cli_fail(cli, &err);
+	int r = dmr_guard_pool_sound(cli, "change");
+	if (r != DMR_EXIT_OK)
+		return r;
 	if (dk_state_read(cli->root, &c->st, &err))
 		return dmr_cli_fail(cli, &err);
 	int rc = dmr_pool_view_open(cli, &c->v, 0, 0);
@@ -198,7 +187,7 @@ static int load(struct clean *c)
 			      "release_metadata_snap') first", meta, (unsigned long long)sb->held_root);
 		return DMR_EXIT_REFUSED;
 	}
-	if (tm_usage_compute(c->v.pool, c->v.roots, c->v.nroots, sb->data_sm.nr_blocks, usage_damage, &c->v, &c->u,
+	if (tm_usage_compute(c->v.pool, c->v.roots, c->v.nroots, sb->data_sm.nr_blocks, dmr_pool_view_usage_damage, &c->v, &c->u,
 			     &err) ||
 	    inv_build(&c->inv, c->v.pool, &c->v.devs, c->v.dev_of_root, c->v.nroots, &c->u, &c->st,
 		      dmr_cli_data_path(cli), &err))

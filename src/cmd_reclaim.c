@@ -126,11 +126,6 @@ static void collect_run(void *ctx, uint64_t block, uint64_t len)
 		c->oom = 1;
 }
 
-static void usage_damage(void *ctx, size_t root, const struct tm_damage *d)
-{
-	struct dmr_pool_view *v = ctx;
-	dmr_damage_device(&v->log, v->devs.dev[v->dev_of_root[root]].dev_id, d);
-}
 
 /* The host filesystem's block size for path's fd: runs are shrunk to it so
  * no partial block gets zeroed instead of freed. */
@@ -215,15 +210,9 @@ static int load(struct reclaim *rc)
 	struct dmr_cli *cli = rc->cli;
 	struct dmr_err err = { 0 };
 	const char *meta = dmr_cli_metadata_path(cli);
-	int r = dmr_guard_our_check(meta, dmr_cli_data_path(cli), &err);
-	if (r == DMR_ECORRUPT) {
-		dmr_cli_error(cli, "%s", err.msg);
-		dmr_cli_error(cli, "refusing to punch anything in a damaged pool: repair it first (thin_repair into a "
-			      "new file), then run 'dmrescue check'");
-		return DMR_EXIT_DAMAGE;
-	}
-	if (r)
-		return dmr_cli_fail(cli, &err);
+	int r = dmr_guard_pool_sound(cli, "reclaim space from");
+	if (r != DMR_EXIT_OK)
+		return r;
 
 	struct dk_state st;
 	memset(&st, 0, sizeof(st));
@@ -251,7 +240,7 @@ static int load(struct reclaim *rc)
 		rcode = DMR_EXIT_REFUSED;
 		goto out;
 	}
-	if (tm_usage_compute(v.pool, v.roots, v.nroots, sb->data_sm.nr_blocks, usage_damage, &v, &u, &err) ||
+	if (tm_usage_compute(v.pool, v.roots, v.nroots, sb->data_sm.nr_blocks, dmr_pool_view_usage_damage, &v, &u, &err) ||
 	    tm_sm_read(v.pool, 0, &dsm, NULL, NULL, &err) || tm_sm_read(v.pool, 1, &msm, NULL, NULL, &err)) {
 		rcode = dmr_cli_fail(cli, &err);
 		goto out;

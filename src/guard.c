@@ -142,3 +142,16 @@ int dmr_guard_thin_check(const char *path, struct dmr_err *err)
 	return dmr_err_set(err, DMR_ECORRUPT, "thin_check rejects the metadata %s (status %d)", path,
 			   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
+
+int dmr_guard_pool_sound(struct dmr_cli *cli, const char *verb)
+{
+	struct dmr_err err = { 0 };
+	int r = dmr_guard_our_check(dmr_cli_metadata_path(cli), dmr_cli_data_path(cli), &err);
+	if (r == DMR_ECORRUPT) {
+		dmr_cli_error(cli, "%s", err.msg);
+		dmr_cli_error(cli, "refusing to %s a damaged pool: repair it first (thin_repair into a new file), "
+			      "then run 'dmrescue check'", verb);
+		return DMR_EXIT_DAMAGE;
+	}
+	return r ? dmr_cli_fail(cli, &err) : DMR_EXIT_OK;
+}

@@ -30,6 +30,11 @@ int dmr_guard_confirm(const struct dmr_cli *cli, int yes, const char *question);
  * finding, or another error when it cannot read. */
 int dmr_guard_our_check(const char *path, const char *data_path, struct dmr_err *err);
 
+/* dmr_guard_our_check on the command's metadata, as a refusal: prints
+ * the first fatal finding and "refusing to VERB a damaged pool: repair it
+ * first..." and returns DMR_EXIT_DAMAGE; other failures as exit codes. */
+int dmr_guard_pool_sound(struct dmr_cli *cli, const char *verb);
+
 /* thin_check -q on path, the runtime oracle: 0 passed, 1 not installed,
  * DMR_ECORRUPT rejected. Test builds take the program from
  * $DMRESCUE_THIN_CHECK ("" = not installed). */

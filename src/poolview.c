@@ -63,3 +63,9 @@ void dmr_pool_view_close(struct dmr_pool_view *v)
 	v->dev_of_root = NULL;
 	v->pool = NULL;
 }
+
+void dmr_pool_view_usage_damage(void *ctx, size_t root, const struct tm_damage *d)
+{
+	struct dmr_pool_view *v = ctx;
+	dmr_damage_device(&v->log, v->devs.dev[v->dev_of_root[root]].dev_id, d);
+}
