@@ -16,6 +16,7 @@
 #include "config.h"
 #include "backup.h"
 #include "cli.h"
+#include "docker/bolt.h"
 #include "docker/scan.h"
 #include "guard.h"
 #include "inventory.h"
@@ -69,6 +70,9 @@ static void clean_usage(FILE *out)
 	      "     --buildkit-cache       drop BuildKit's whole build cache (buildkit/ into\n"
 	      "                            the backup, its devices removed), as 'docker\n"
 	      "                            builder prune -a' would; image layers stay\n"
+	      "     --buildkit-unreferenced  only the BuildKit snapshots no cache record,\n"
+	      "                            lease, layer or kept snapshot refers to\n"
+	      "                            (buildkit/snapshots.db rewritten without them)\n"
 	      "Explicit targets (only these are removed; repeatable):\n"
 	      "     --device ID|HASH       a thin device (and its metadata file)\n"
 	      "     --container NAME|ID    a container with its layers\n"
@@ -90,6 +94,7 @@ enum {
 	OPT_UNREF,
 	OPT_BAD,
 	OPT_BUILDKIT,
+	OPT_BUILDKIT_UNREF,
 	OPT_ALL,
 	OPT_DEVICE,
 	OPT_CONTAINER,
@@ -253,6 +258,12 @@ static void print_plan(const struct clean *c)
 			for (size_t t = 0; t < pl->nr_drop_tags; t++)
 				printf(" %s", pl->drop_tags[t]);
 			printf("\n");
+		} else if (f->op == PLAN_REWRITE_BOLT) {
+			printf("    rewrite %s without %zu snapshot%s:", f->path, pl->nr_drop_snapshots,
+			       pl->nr_drop_snapshots == 1 ? "" : "s");
+			for (size_t t = 0; t < pl->nr_drop_snapshots; t++)
+				printf(" %s", pl->drop_snapshots[t]);
+			printf("  (%s)\n", f->reason);
 		} else {
 			printf("    remove  %s%s  (%s)\n", f->path, f->optional ? " (if present)" : "", f->reason);
 		}
@@ -288,7 +299,7 @@ static json_object *plan_json(const struct clean *c)
 	for (size_t i = 0; i < pl->nr_files; i++) {
 		const struct plan_file *f = &pl->files[i];
 		json_object *x = json_object_new_object();
-		json_object_object_add(x, "op", json_object_new_string(f->op == PLAN_REWRITE_REPOS ? "rewrite" : "remove"));
+		json_object_object_add(x, "op", json_object_new_string(f->op == PLAN_REMOVE ? "remove" : "rewrite"));
 		json_object_object_add(x, "path", json_object_new_string(f->path));
 		json_object_object_add(x, "reason", json_object_new_string(f->reason));
 		json_object_object_add(x, "optional", json_object_new_boolean(f->optional));
@@ -299,6 +310,10 @@ static json_object *plan_json(const struct clean *c)
 	for (size_t i = 0; i < pl->nr_drop_tags; i++)
 		json_object_array_add(tags, json_object_new_string(pl->drop_tags[i]));
 	json_object_object_add(o, "untag", tags);
+	json_object *snaps = json_object_new_array();
+	for (size_t i = 0; i < pl->nr_drop_snapshots; i++)
+		json_object_array_add(snaps, json_object_new_string(pl->drop_snapshots[i]));
+	json_object_object_add(o, "drop_buildkit_snapshots", snaps);
 	json_object *sk = json_object_new_array();
 	for (size_t i = 0; i < pl->nr_skips; i++) {
 		json_object *x = json_object_new_object();
@@ -365,7 +380,7 @@ static int take_backup(struct clean *c, struct dmr_err *err)
 		const struct plan_file *f = &c->pl.files[i];
 		if (f->optional && !path_exists(root, f->path))
 			continue;
-		r = f->op == PLAN_REWRITE_REPOS ? bk_save_file(c->bk, f->path, err) : bk_plan_remove(c->bk, f->path, err);
+		r = f->op == PLAN_REMOVE ? bk_plan_remove(c->bk, f->path, err) : bk_save_file(c->bk, f->path, err);
 	}
 	if (!r)
 		r = bk_seal(c->bk, err);
@@ -450,6 +465,119 @@ static int rewrite_repos(struct clean *c, const char *rel, struct dmr_err *err)
 	return r;
 }
 
+/* Replaces the file at path with len bytes of data as Docker writes its
+ * files: a dot-named temp file in the same directory (one a crash left is
+ * removed first), the old file's mode, owner and xattrs, fsync, rename
+ * over, directory fsync. */
+static int replace_file(const char *path, const char *tmpname, const void *data, size_t len, struct dmr_err *err)
+{
+	char dir[8192];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *d = dirname(dir);
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return dmr_err_set(err, DMR_EIO, "opening %s: %s", d, strerror(errno));
+	unlinkat(dfd, tmpname, 0); /* a temp file a crash left behind */
+	int fd = sio_create(dfd, tmpname, 0, 0600, path, err);
+	int r = fd < 0 ? fd : 0;
+	if (!r) {
+		int ofd = openat(dfd, base, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (ofd < 0)
+			r = dmr_err_set(err, DMR_EIO, "opening %s: %s", path, strerror(errno));
+		else
+			r = fc_copy_attrs(ofd, fd, path, err);
+		if (ofd >= 0)
+			close(ofd);
+		if (!r)
+			r = sio_pwrite(fd, data, len, 0, path, err);
+		if (!r)
+			r = sio_fsync(fd, path, err);
+		close(fd);
+		if (!r)
+			r = sio_renameat(dfd, tmpname, dfd, base, path, err);
+		if (r)
+			unlinkat(dfd, tmpname, 0);
+	}
+	close(dfd);
+	if (!r)
+		r = sio_fsync_dir(d, err);
+	return r;
+}
+
+/* A whole file, bounded (a regular file, not followed through a symlink). */
+static int read_whole(const char *path, size_t cap, unsigned char **out, size_t *len, struct dmr_err *err)
+{
+	*out = NULL;
+	*len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return dmr_err_set(err, DMR_EIO, "opening %s: %s", path, strerror(errno));
+	struct stat s;
+	if (fstat(fd, &s) < 0 || !S_ISREG(s.st_mode) || (uint64_t)s.st_size > cap) {
+		close(fd);
+		return dmr_err_set(err, DMR_EIO, "%s: not a regular file of at most %zu bytes", path, cap);
+	}
+	unsigned char *buf = malloc(s.st_size ? (size_t)s.st_size : 1);
+	size_t got = 0;
+	while (buf && got < (size_t)s.st_size) {
+		ssize_t n = pread(fd, buf + got, (size_t)s.st_size - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (!buf)
+		return dmr_err_set(err, DMR_ENOMEM, "out of memory reading %s", path);
+	if (got != (size_t)s.st_size) {
+		free(buf);
+		return dmr_err_set(err, DMR_EIO, "reading %s: short read", path);
+	}
+	*out = buf;
+	*len = got;
+	return 0;
+}
+
+/* buildkit/snapshots.db without the dropped buckets: loaded whole
+ * (strictly: damage stops it), the buckets deleted, written as a new
+ * bbolt file, read back and compared before anything is replaced; its
+ * SHA-256 goes into the backup first. */
+static int rewrite_snapshots(struct clean *c, const char *rel, struct dmr_err *err)
+{
+	char path[8192];
+	snprintf(path, sizeof(path), "%s/%s", c->cli->root, rel);
+	unsigned char *old = NULL, *neu = NULL;
+	size_t oldlen = 0, newlen = 0;
+	struct dk_bolt_db db = { 0 }, back = { 0 };
+	int r = read_whole(path, (size_t)512 << 20, &old, &oldlen, err);
+	if (!r && dk_bolt_load(old, oldlen, &db, err))
+		r = dmr_err_prefix(err, "%s: not rewritten", path);
+	for (size_t i = 0; !r && i < c->pl.nr_drop_snapshots; i++) {
+		const struct dk_bolt_item *it = dk_bolt_get(db.root, c->pl.drop_snapshots[i]);
+		if (it && it->sub)
+			dk_bolt_delete(db.root, c->pl.drop_snapshots[i]);
+	}
+	if (!r && dk_bolt_write(&db, &neu, &newlen, err))
+		r = dmr_err_prefix(err, "%s", path);
+	if (!r && (dk_bolt_load(neu, newlen, &back, err) || !dk_bolt_equal(back.root, db.root)))
+		r = dmr_err_set(err, DMR_ECORRUPT, "%s: the rewritten database does not read back as written; "
+				"nothing replaced", path);
+	if (!r) {
+		char hex[SHA256_HEX_LEN + 1];
+		sha256_hex(neu, newlen, hex);
+		r = bk_set_after(c->bk, rel, hex, err);
+	}
+	if (!r)
+		r = replace_file(path, ".snapshots.db.dmrescue-new", neu, newlen, err);
+	dk_bolt_db_free(&db);
+	dk_bolt_db_free(&back);
+	free(old);
+	free(neu);
+	return r;
+}
+
 static int docker_files(struct clean *c, struct dmr_err *err)
 {
 	for (size_t i = 0; i < c->pl.nr_files; i++) {
@@ -457,6 +585,8 @@ static int docker_files(struct clean *c, struct dmr_err *err)
 		int r;
 		if (f->op == PLAN_REWRITE_REPOS) {
 			r = rewrite_repos(c, f->path, err);
+		} else if (f->op == PLAN_REWRITE_BOLT) {
+			r = rewrite_snapshots(c, f->path, err);
 		} else {
 			if (f->optional && !path_exists(c->cli->root, f->path))
 				continue;
@@ -466,7 +596,7 @@ static int docker_files(struct clean *c, struct dmr_err *err)
 			return r;
 		c->files_done++;
 		if (c->cli->verbose && !c->cli->json)
-			printf("  %s %s\n", f->op == PLAN_REWRITE_REPOS ? "rewrote" : "removed", f->path);
+			printf("  %s %s\n", f->op == PLAN_REMOVE ? "removed" : "rewrote", f->path);
 	}
 	return 0;
 }
@@ -645,6 +775,7 @@ static int parse(struct clean *c, int argc, char **argv)
 		{ "unreferenced-layers", no_argument, NULL, OPT_UNREF },
 		{ "bad-files", no_argument, NULL, OPT_BAD },
 		{ "buildkit-cache", no_argument, NULL, OPT_BUILDKIT },
+		{ "buildkit-unreferenced", no_argument, NULL, OPT_BUILDKIT_UNREF },
 		{ "all", no_argument, NULL, OPT_ALL },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "container", required_argument, NULL, OPT_CONTAINER },
@@ -667,6 +798,7 @@ static int parse(struct clean *c, int argc, char **argv)
 		case OPT_UNREF: c->po.flags |= PLAN_UNREFERENCED_LAYERS; break;
 		case OPT_BAD: c->po.flags |= PLAN_BAD_FILES; break;
 		case OPT_BUILDKIT: c->po.flags |= PLAN_BUILDKIT_CACHE; break;
+		case OPT_BUILDKIT_UNREF: c->po.flags |= PLAN_BUILDKIT_UNREFERENCED; break;
 		case OPT_ALL:
 			c->po.flags |= PLAN_DRIVER_ORPHANS | PLAN_HOLLOW_FILES | PLAN_DEAD_CONTAINERS |
 				       PLAN_UNREFERENCED_LAYERS | PLAN_BAD_FILES;
@@ -706,6 +838,15 @@ int cmd_clean(struct dmr_cli *cli, int argc, char **argv)
 		dmr_cli_error(cli, "%s: no Docker driver home (devicemapper/) here: name the devices to remove "
 			      "with --device", cli->root);
 		rc = DMR_EXIT_USAGE;
+		goto out;
+	}
+	if (c.pl.class_refused) {
+		struct dmr_err e = { 0 };
+		snprintf(e.msg, sizeof(e.msg), "%s", c.pl.class_refused);
+		if (cli->json)
+			print_json(&c, "refused", &e);
+		dmr_cli_error(cli, "%s", c.pl.class_refused);
+		rc = DMR_EXIT_REFUSED;
 		goto out;
 	}
 	if (cli->json && (c.dry_run || plan_empty(&c.pl) || c.pl.refused))

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "docker/bkrefs.h"
 #include "docker/scan.h"
 
 #define MT "/mounts/"
@@ -21,6 +22,7 @@ struct pb {
 	const struct inventory *inv;
 	const struct dk_state *st;
 	int oom;
+	int bk_unref;   /* PLAN_BUILDKIT_UNREFERENCED, and BuildKit's references were read */
 	/* layers chosen for removal (chain ids), to tell whether a layer's
 	 * children all go too */
 	const struct dk_layer **gone_layers;
@@ -496,15 +498,9 @@ static void by_open_transaction(struct pb *b, const struct inv_item *it, const c
 		add_path(b, PLAN_REMOVE, strdup(it->file->name), reason, RANK_DEVFILE, 0);
 }
 
-/* BuildKit's snapshot keys: 25 characters of [a-z0-9] (base 36). */
 static int is_buildkit_key(const char *h)
 {
-	if (!h || strlen(h) != 25)
-		return 0;
-	for (; *h; h++)
-		if (!((*h >= 'a' && *h <= 'z') || (*h >= '0' && *h <= '9')))
-			return 0;
-	return 1;
+	return dk_buildkit_key_shape(h);
 }
 
 static void by_class(struct pb *b, const struct inv_item *it, unsigned flags)
@@ -517,6 +513,12 @@ static void by_class(struct pb *b, const struct inv_item *it, unsigned flags)
 	 * interrupted build (or an interrupted --buildkit-cache) leaves. */
 	if (it->cls == INV_DRIVER_ORPHAN && (flags & PLAN_BUILDKIT_CACHE) && is_buildkit_key(it->hash))
 		need = PLAN_BUILDKIT_CACHE;
+	/* The same for the unreferenced snapshots (an interrupted
+	 * --buildkit-unreferenced leaves exactly these), unless a cache
+	 * record or a lease names the key. */
+	else if (it->cls == INV_DRIVER_ORPHAN && b->bk_unref && is_buildkit_key(it->hash) &&
+		 !dk_buildkit_is_ref(b->st, it->hash))
+		need = PLAN_BUILDKIT_UNREFERENCED;
 	if (it->cls == INV_BUILDKIT && !(flags & need))
 		return; /* BuildKit's live cache: not a leftover, nothing to say */
 	if (need && !(flags & need)) {
@@ -869,6 +871,83 @@ static void target_image(struct pb *b, const char *arg)
 	release_chain(b, top, "named", prot);
 }
 
+/* --- BuildKit's unreferenced snapshots --- */
+
+/* Why the class cannot be planned, or NULL. */
+static const char *bk_unref_refusal(const struct dk_state *st, char *buf, size_t len)
+{
+	if (st->layout != DK_LAYOUT_DOCKER || !st->buildkit_present)
+		return NULL; /* no BuildKit cache: nothing to do */
+	if (st->buildkit_damaged)
+		snprintf(buf, len, "--buildkit-unreferenced: buildkit/snapshots.db is damaged ('dmrescue scan' says "
+			 "how): not rewritten; --buildkit-cache drops the whole cache instead");
+	else if (!st->buildkit_refs_read)
+		snprintf(buf, len, "--buildkit-unreferenced: cannot tell which snapshots BuildKit still uses: %s; "
+			 "--buildkit-cache drops the whole cache instead",
+			 st->buildkit_refs_error ? st->buildkit_refs_error : "its databases were not read");
+	else
+		return NULL;
+	return buf;
+}
+
+/* A graph-driver id something kept still needs. */
+static int bk_hash_kept(const struct dk_state *st, const unsigned char *drop, const char *hash)
+{
+	if (dk_buildkit_is_ref(st, hash) || dk_buildkit_docker_uses(st, hash))
+		return 1;
+	for (size_t i = 0; i < st->nr_buildkit; i++)
+		if (!drop[i] && ((st->buildkit[i].key && strcmp(st->buildkit[i].key, hash) == 0) ||
+				 (st->buildkit[i].committed_to && strcmp(st->buildkit[i].committed_to, hash) == 0)))
+			return 1;
+	return 0;
+}
+
+static void buildkit_unreferenced(struct pb *b)
+{
+	const struct dk_state *st = b->st;
+	struct plan *pl = b->pl;
+	if (!b->bk_unref || !st->nr_buildkit)
+		return;
+	unsigned char *drop = calloc(st->nr_buildkit, 1);
+	size_t nr = drop ? dk_buildkit_unreferenced(st, drop) : (size_t)-1;
+	if (nr == (size_t)-1) {
+		free(drop);
+		b->oom = 1;
+		return;
+	}
+	for (size_t i = 0; i < st->nr_buildkit && !b->oom; i++) {
+		if (!drop[i])
+			continue;
+		const struct dk_buildkit_snapshot *s = &st->buildkit[i];
+		char *k = strdup(s->key);
+		if (!k || GROW(b, pl->drop_snapshots, pl->cap_drop_snapshots, pl->nr_drop_snapshots + 1)) {
+			free(k);
+			b->oom = 1;
+			break;
+		}
+		pl->drop_snapshots[pl->nr_drop_snapshots++] = k;
+		/* its device: the key itself (Prepare), or the key it was
+		 * committed from when that has no bucket of its own */
+		const char *h[2] = { s->key, s->committed_to };
+		for (int j = 0; j < 2; j++) {
+			if (!h[j] || !*h[j] || bk_hash_kept(st, drop, h[j]))
+				continue;
+			const struct inv_item *it = item_by_hash(b->inv, h[j]);
+			if (it && it->cls == INV_BUILDKIT)
+				add_device_and_file(b, it, "buildkit-unreferenced", 0);
+		}
+	}
+	if (nr)
+		add_path(b, PLAN_REWRITE_BOLT, strdup(DK_BUILDKIT_SNAPSHOTS), "buildkit-unreferenced", RANK_BUILDKIT, 0);
+	if (nr < st->nr_buildkit) {
+		char what[64];
+		snprintf(what, sizeof(what), "BuildKit's cache");
+		skip(b, what, "%zu of %zu snapshots stay: a cache record or lease refers to them, Docker uses them as a "
+		     "layer or container, or a kept snapshot is built on them", st->nr_buildkit - nr, st->nr_buildkit);
+	}
+	free(drop);
+}
+
 static int cmp_devs(const void *a, const void *b)
 {
 	const struct plan_dev *x = a, *y = b;
@@ -924,6 +1003,16 @@ int plan_build(struct plan *pl, const struct inventory *inv, const struct dk_sta
 {
 	memset(pl, 0, sizeof(*pl));
 	struct pb b = { .pl = pl, .inv = inv, .st = st };
+	if ((o->flags & PLAN_BUILDKIT_UNREFERENCED) && !(o->flags & (PLAN_BUILDKIT_CACHE | PLAN_NO_DEFAULTS))) {
+		char why[sizeof(((struct dmr_err *)0)->msg) + 256];
+		if (bk_unref_refusal(st, why, sizeof(why))) {
+			pl->class_refused = strdup(why);
+			if (!pl->class_refused)
+				return dmr_err_set(err, DMR_ENOMEM, "out of memory making the plan");
+			return 0;
+		}
+		b.bk_unref = 1;
+	}
 	for (size_t i = 0; i < o->nr_containers && !b.oom; i++)
 		target_container(&b, o->containers[i]);
 	for (size_t i = 0; i < o->nr_images && !b.oom; i++)
@@ -942,6 +1031,7 @@ int plan_build(struct plan *pl, const struct inventory *inv, const struct dk_sta
 			add_path(&b, PLAN_REMOVE, strdup(DK_HOME "/metadata/transaction-metadata"),
 				 "open-transaction", RANK_TXN, 0);
 		dangling(&b, o->flags);
+		buildkit_unreferenced(&b);
 		/* BuildKit's databases go first: it must never see an entry
 		 * whose device is gone. */
 		if ((o->flags & PLAN_BUILDKIT_CACHE) && st->buildkit_present && st->layout == DK_LAYOUT_DOCKER)
@@ -974,6 +1064,10 @@ void plan_free(struct plan *pl)
 	}
 	for (size_t i = 0; i < pl->nr_drop_tags; i++)
 		free(pl->drop_tags[i]);
+	for (size_t i = 0; i < pl->nr_drop_snapshots; i++)
+		free(pl->drop_snapshots[i]);
+	free(pl->drop_snapshots);
+	free(pl->class_refused);
 	free(pl->devs);
 	free(pl->files);
 	free(pl->skips);

@@ -32,6 +32,14 @@ enum {
 	 * knows (its snapshots, and devices named like BuildKit keys that
 	 * nothing knows) removed. Layers that images use stay. */
 	PLAN_BUILDKIT_CACHE = 1u << 5,
+	/* Only the BuildKit snapshots nothing refers to (docker/bkrefs.h):
+	 * their buckets dropped from buildkit/snapshots.db (rewritten whole,
+	 * first), their devices removed; what BuildKit's cache records and
+	 * leases still use stays valid. Refused (class_refused) when the
+	 * records or leases cannot be read. Not in --all: it rewrites
+	 * BuildKit's database, so it is asked for by name. Implied by
+	 * PLAN_BUILDKIT_CACHE, which drops everything. */
+	PLAN_BUILDKIT_UNREFERENCED = 1u << 6,
 	PLAN_NO_DEFAULTS = 1u << 8,         /* explicit targets only */
 };
 
@@ -57,6 +65,7 @@ struct plan_dev {
 enum plan_file_op {
 	PLAN_REMOVE,           /* file or directory: moved into the backup */
 	PLAN_REWRITE_REPOS,    /* repositories.json without the tags in drop_tags */
+	PLAN_REWRITE_BOLT,     /* buildkit/snapshots.db without the buckets in drop_snapshots */
 };
 
 struct plan_file {
@@ -82,6 +91,9 @@ struct plan {
 	char **drop_tags;          /* repositories.json references to drop */
 	size_t nr_drop_tags, cap_drop_tags;
 	int refused;               /* an explicit target cannot be removed (see skips) */
+	char **drop_snapshots;     /* buildkit/snapshots.db buckets to drop, sorted */
+	size_t nr_drop_snapshots, cap_drop_snapshots;
+	char *class_refused;       /* an opt-in class cannot be planned safely: one line why */
 };
 
 /* Builds the plan. An explicit target that does not exist or that

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "docker/bolt.h"
 #include "docker/parsers.h"
 
 #include <endian.h>
@@ -383,6 +384,201 @@ static int walk_bucket(struct bolt *b, const char *where, const unsigned char *k
 		return walk_page(b, p, span, inl, depth + 1, fn, ctx);
 	}
 	return walk_pgid(b, root, name, depth + 1, fn, ctx);
+}
+
+/* ---- the whole tree (docker/bolt.h) ---- */
+
+struct tree_ctx {
+	struct dk_bolt_bucket *b;
+};
+
+static void tree_free(struct dk_bolt_bucket *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->items[i].key);
+		free(b->items[i].val);
+		tree_free(b->items[i].sub);
+	}
+	free(b->items);
+	free(b);
+}
+
+static int key_cmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+	if (c)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+static int tree_elem(struct bolt *b, void *ctx, const char *where, int depth, uint32_t flags, const unsigned char *key,
+		     uint32_t klen, const unsigned char *val, uint32_t vlen)
+{
+	struct dk_bolt_bucket *bk = ctx;
+	if (flags & ~BOLT_LEAF_BUCKET) {
+		problem(b, "%s: element flags 0x%x", where, flags);
+		return 0;
+	}
+	if (bk->n && key_cmp(bk->items[bk->n - 1].key, bk->items[bk->n - 1].klen, key, klen) >= 0) {
+		char pk[72];
+		problem(b, "%s: key \"%s\" out of order", where, printable(pk, sizeof(pk), key, klen));
+		return 0;
+	}
+	if (bk->n == bk->cap) {
+		size_t cap = bk->cap ? bk->cap * 2 : 8;
+		struct dk_bolt_item *v = realloc(bk->items, cap * sizeof(*v));
+		if (!v)
+			return DMR_ENOMEM;
+		bk->items = v;
+		bk->cap = cap;
+	}
+	struct dk_bolt_item it = { 0 };
+	it.key = malloc(klen);
+	if (!it.key)
+		return DMR_ENOMEM;
+	memcpy(it.key, key, klen);
+	it.klen = klen;
+	if (flags & BOLT_LEAF_BUCKET) {
+		it.sub = calloc(1, sizeof(*it.sub));
+		if (!it.sub) {
+			free(it.key);
+			return DMR_ENOMEM;
+		}
+		if (vlen >= sizeof(struct bolt_bucket_hdr)) {
+			struct bolt_bucket_hdr bh;
+			memcpy(&bh, val, sizeof(bh));
+			it.sub->sequence = le64toh(bh.sequence);
+		}
+		int r = walk_bucket(b, where, key, klen, val, vlen, depth, tree_elem, it.sub);
+		if (r < 0) {
+			free(it.key);
+			tree_free(it.sub);
+			return r;
+		}
+	} else if (vlen) {
+		it.val = malloc(vlen);
+		if (!it.val) {
+			free(it.key);
+			return DMR_ENOMEM;
+		}
+		memcpy(it.val, val, vlen);
+		it.vlen = vlen;
+	}
+	bk->items[bk->n++] = it;
+	return 0;
+}
+
+void dk_bolt_db_free(struct dk_bolt_db *db)
+{
+	if (!db)
+		return;
+	tree_free(db->root);
+	memset(db, 0, sizeof(*db));
+}
+
+int dk_bolt_load(const unsigned char *db, size_t len, struct dk_bolt_db *out, struct dmr_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	dmr_err_clear(err);
+	if (len == 0)
+		return dmr_err_set(err, DMR_ECORRUPT, "empty file, not a bbolt database");
+	struct bolt b = { .db = db, .len = len };
+	struct bolt_meta m = { 0 };
+	int r = meta_pick(&b, &m, err);
+	if (r)
+		return r;
+	uint64_t file_pages = len / b.page_size;
+	b.nr_pages = m.pgid < file_pages ? m.pgid : file_pages;
+	if (m.pgid > file_pages)
+		problem(&b, "the database has %llu pages of %u bytes but the file holds %llu: truncated",
+			(unsigned long long)m.pgid, b.page_size, (unsigned long long)file_pages);
+	b.seen = calloc((size_t)(b.nr_pages / 8 + 1), 1);
+	struct dk_bolt_bucket *root = calloc(1, sizeof(*root));
+	if (!b.seen || !root) {
+		free(b.seen);
+		free(root);
+		return dmr_err_set(err, DMR_ENOMEM, "out of memory for %llu pages", (unsigned long long)b.nr_pages);
+	}
+	root->sequence = m.root.sequence;
+	r = walk_pgid(&b, m.root.root, "the meta page's root bucket", 0, tree_elem, root);
+	free(b.seen);
+	if (r < 0) {
+		tree_free(root);
+		return dmr_err_set(err, r, "out of memory reading the database");
+	}
+	if (b.nr_problems) {
+		tree_free(root);
+		if (b.nr_problems == 1)
+			return dmr_err_set(err, DMR_ECORRUPT, "%s", b.first);
+		return dmr_err_set(err, DMR_ECORRUPT, "%s (and %zu more problems)", b.first, b.nr_problems - 1);
+	}
+	out->root = root;
+	out->page_size = b.page_size;
+	out->txid = m.txid;
+	return 0;
+}
+
+static size_t find_index(const struct dk_bolt_bucket *b, const char *key, int *found)
+{
+	size_t lo = 0, hi = b->n, klen = strlen(key);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = key_cmp(b->items[mid].key, b->items[mid].klen, (const unsigned char *)key, klen);
+		if (c == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = 0;
+	return lo;
+}
+
+const struct dk_bolt_item *dk_bolt_get(const struct dk_bolt_bucket *b, const char *key)
+{
+	int found;
+	size_t i = b ? find_index(b, key, &found) : 0;
+	return b && found ? &b->items[i] : NULL;
+}
+
+const struct dk_bolt_bucket *dk_bolt_bucket_at(const struct dk_bolt_bucket *b, const char *key)
+{
+	const struct dk_bolt_item *it = dk_bolt_get(b, key);
+	return it ? it->sub : NULL;
+}
+
+int dk_bolt_delete(struct dk_bolt_bucket *b, const char *key)
+{
+	int found;
+	size_t i = find_index(b, key, &found);
+	if (!found)
+		return 0;
+	free(b->items[i].key);
+	free(b->items[i].val);
+	tree_free(b->items[i].sub);
+	memmove(&b->items[i], &b->items[i + 1], (b->n - i - 1) * sizeof(b->items[0]));
+	b->n--;
+	return 1;
+}
+
+int dk_bolt_equal(const struct dk_bolt_bucket *a, const struct dk_bolt_bucket *b)
+{
+	if (a->n != b->n || a->sequence != b->sequence)
+		return 0;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct dk_bolt_item *x = &a->items[i], *y = &b->items[i];
+		if (x->klen != y->klen || memcmp(x->key, y->key, x->klen) != 0 || !x->sub != !y->sub)
+			return 0;
+		if (x->sub ? !dk_bolt_equal(x->sub, y->sub)
+			   : x->vlen != y->vlen || (x->vlen && memcmp(x->val, y->val, x->vlen) != 0))
+			return 0;
+	}
+	return 1;
 }
 
 /* ---- Docker's snapshots.db layout ----

@@ -16,6 +16,7 @@
 #define DK_IMAGEDB "image/devicemapper/imagedb"
 #define DK_REPOSITORIES "image/devicemapper/repositories.json"
 #define DK_CONTAINERS "containers"
+#define DK_BUILDKIT_SNAPSHOTS "buildkit/snapshots.db"
 
 /* Caps: the small one-value files of layerdb, and the bound on problems
  * kept (one more says how many were dropped). */

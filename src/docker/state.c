@@ -8,10 +8,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "docker/bkrefs.h"
 #include "docker/parsers.h"
 #include "docker/scan.h"
 
 #define BUILDKIT_DB "buildkit/snapshots.db"
+#define BUILDKIT_CACHE_DB "buildkit/metadata_v2.db"
+#define BUILDKIT_LEASE_DB "buildkit/containerdmeta.db"
 #define BUILDKIT_MAX ((size_t)512 << 20)
 #define CS_JSON_MAX ((size_t)64 << 20)
 
@@ -87,6 +90,50 @@ static int read_cstorage(struct dk_scan *s)
 	return r;
 }
 
+static int refs_error(struct dk_state *st, const char *what, const char *why)
+{
+	char buf[sizeof(((struct dmr_err *)0)->msg) + 128];
+	snprintf(buf, sizeof(buf), "%s%s%s", what, *what && *why ? ": " : "", why);
+	st->buildkit_refs_error = strdup(buf);
+	return st->buildkit_refs_error ? 0 : DMR_ENOMEM;
+}
+
+/* BuildKit's cache records and leases: read without recording problems
+ * (Docker starts without them); what is wrong goes to buildkit_refs_error. */
+static int read_buildkit_refs(struct dk_scan *s)
+{
+	static const char *const rel[2] = { BUILDKIT_CACHE_DB, BUILDKIT_LEASE_DB };
+	struct dk_state *st = s->st;
+	struct fsr_file f[2] = { 0 };
+	int r = 0, have = 0;
+	for (int i = 0; i < 2 && !r; i++) {
+		struct fsr_fail fail = { 0 };
+		r = fsr_read(&s->root, rel[i], BUILDKIT_MAX, &f[i], &fail);
+		if (r == DMR_ENOMEM)
+			break;
+		if (r == FSR_MISSING)
+			r = refs_error(st, rel[i], "missing") ? DMR_ENOMEM : 1;
+		else if (r)
+			r = refs_error(st, rel[i], fail.msg) ? DMR_ENOMEM : 1;
+		else
+			have++;
+	}
+	if (have == 2) {
+		struct dmr_err e = { 0 };
+		r = dk_buildkit_refs_parse((const unsigned char *)f[0].data, f[0].len, (const unsigned char *)f[1].data,
+					   f[1].len, &st->buildkit_refs, &st->nr_buildkit_refs, &e);
+		if (r == DMR_ENOMEM)
+			;
+		else if (r)
+			r = refs_error(st, "", e.msg) ? DMR_ENOMEM : 0;
+		else
+			st->buildkit_refs_read = 1;
+	}
+	for (int i = 0; i < have; i++)
+		fsr_file_free(&f[i]);
+	return r == DMR_ENOMEM ? r : 0;
+}
+
 static int read_buildkit(struct dk_scan *s)
 {
 	struct dk_state *st = s->st;
@@ -100,7 +147,10 @@ static int read_buildkit(struct dk_scan *s)
 	struct dmr_err e = { 0 };
 	r = dk_buildkit_parse((const unsigned char *)f.data, f.len, &st->buildkit, &st->nr_buildkit, &e);
 	fsr_file_free(&f);
-	return parser_result(s, BUILDKIT_DB, r, &e);
+	if (r < 0 && r != DMR_ENOMEM)
+		st->buildkit_damaged = 1;
+	r = parser_result(s, BUILDKIT_DB, r, &e);
+	return r ? r : read_buildkit_refs(s);
 }
 
 /* ---- sorting ---- */
@@ -307,6 +357,10 @@ void dk_state_free(struct dk_state *st)
 		dk_container_clear(&st->containers[i]);
 	free(st->containers);
 	dk_buildkit_free(st->buildkit, st->nr_buildkit);
+	for (size_t i = 0; i < st->nr_buildkit_refs; i++)
+		free(st->buildkit_refs[i]);
+	free(st->buildkit_refs);
+	free(st->buildkit_refs_error);
 	for (size_t i = 0; i < st->nr_cs_layers; i++) {
 		free(st->cs_layers[i].id);
 		free(st->cs_layers[i].parent);

@@ -173,6 +173,16 @@ struct dk_state {
 	struct dk_buildkit_snapshot *buildkit;
 	size_t nr_buildkit;
 	int buildkit_present;     /* buildkit/snapshots.db exists */
+	int buildkit_damaged;     /* snapshots.db did not read cleanly (a problem says why) */
+	/* The snapshot keys BuildKit's cache records (buildkit/metadata_v2.db)
+	 * and leases (buildkit/containerdmeta.db) refer to, sorted
+	 * (docker/bkrefs.h). buildkit_refs_read: both databases were read;
+	 * otherwise buildkit_refs_error says why not (NULL without
+	 * snapshots.db). Not a problem of the scan: Docker does not need them. */
+	char **buildkit_refs;
+	size_t nr_buildkit_refs;
+	int buildkit_refs_read;
+	char *buildkit_refs_error;
 	struct dk_cs_layer *cs_layers;
 	size_t nr_cs_layers;
 

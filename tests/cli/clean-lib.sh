@@ -62,3 +62,20 @@ verify_removed() {
 		ok "$vr_tag: devices and mappings equal the reference (thin_dump, drop, thin_restore)"; else
 		fail "$vr_tag: thin_dump differs from the reference"; diff "$WORK/ref.dump" "$WORK/got.dump" | head -20; fi
 }
+
+# BuildKit's other databases in root $1, written with the test writer:
+# metadata_v2.db with one cache record whose snapshot is $2 (and a value
+# naming $3 when given), containerdmeta.db with one lease on snapshot $4
+# (none when empty). Keys of 25 a's name nothing in the leftovers root.
+bk_dbs() {
+	bk_boltfix="$top_builddir/tests/fixtures/buildkit/boltfix"
+	bk_rec=aaaaaaaaaaaaaaaaaaaaaaaaa
+	"$bk_boltfix" put "$1/buildkit/metadata_v2.db" "_main/$bk_rec/cache.snapshot={\"value\":\"$2\"}" \
+		"_main/$bk_rec/cache.description={\"value\":\"[2/3] RUN make\"}" \
+		${3:+"_main/$bk_rec/cache.mergeParents={\"value\":[\"$3\"]}"} "_index/" || return 1
+	if [ -n "$4" ]; then
+		"$bk_boltfix" put "$1/buildkit/containerdmeta.db" "v1/buildkit/leases/$bk_rec/snapshots/default/$4="
+	else
+		"$bk_boltfix" put "$1/buildkit/containerdmeta.db" "v1/buildkit/leases/"
+	fi
+}

@@ -2,6 +2,8 @@
  * tests/fixtures/buildkit/boltwriter.c, intact and damaged. */
 #include "unit.h"
 
+#include "docker/bkrefs.h"
+#include "docker/bolt.h"
 #include "docker/parsers.h"
 #include "util/err.h"
 
@@ -776,6 +778,98 @@ static void test_random_damage(void **state)
 	free(db);
 }
 
+/* dk_bolt_write then dk_bolt_load gives the same tree: many keys (branch
+ * pages), a value with overflow pages, nested and inline buckets, an
+ * empty bucket, sequences; deleting a bucket keeps the rest. */
+static void test_bolt_roundtrip(void **state)
+{
+	(void)state;
+	struct bw_bucket *root = bw_bucket_new();
+	char k[32];
+	static char big[9000];
+	memset(big, 'v', sizeof(big));
+	for (int i = 0; i < 700; i++) {
+		snprintf(k, sizeof(k), "snap%05d", i);
+		struct bw_bucket *b = bw_sub(root, k);
+		bw_put_str(b, "parent", i ? "x" : "");
+		if (i % 50 == 0)
+			bw_put(b, "blob", big, sizeof(big));
+		if (i % 70 == 0)
+			bw_put_str(bw_sub(b, "nested"), "key", "value");
+		b->sequence = (uint64_t)i;
+	}
+	bw_sub(root, "empty");
+	size_t len;
+	unsigned char *file = bw_build(root, NULL, &(struct bw_opts){ .page_size = 1024 }, &len, NULL);
+	bw_bucket_free(root);
+	struct dk_bolt_db db, back;
+	struct dmr_err err = { 0 };
+	assert_int_equal(dk_bolt_load(file, len, &db, &err), 0);
+	free(file);
+	assert_int_equal(db.page_size, 1024);
+	assert_non_null(dk_bolt_bucket_at(db.root, "snap00350"));
+	assert_int_equal(dk_bolt_delete(db.root, "snap00350"), 1);
+	assert_int_equal(dk_bolt_delete(db.root, "snap00350"), 0);
+	unsigned char *out;
+	assert_int_equal(dk_bolt_write(&db, &out, &len, &err), 0);
+	assert_int_equal(dk_bolt_load(out, len, &back, &err), 0);
+	assert_true(dk_bolt_equal(db.root, back.root));
+	assert_null(dk_bolt_get(back.root, "snap00350"));
+	assert_int_equal(dk_bolt_bucket_at(back.root, "snap00140")->sequence, 140);
+	/* what the snapshots reader sees agrees */
+	struct dk_buildkit_snapshot *s;
+	size_t nr;
+	assert_int_equal(dk_buildkit_parse(out, len, &s, &nr, &err), 0);
+	assert_int_equal(nr, 700); /* 699 snapshots and the empty bucket */
+	dk_buildkit_free(s, nr);
+	/* strict: a truncated copy does not load */
+	struct dk_bolt_db tr;
+	assert_int_equal(dk_bolt_load(out, len - 1024, &tr, &err), DMR_ECORRUPT);
+	free(out);
+	dk_bolt_db_free(&back);
+	dk_bolt_db_free(&db);
+}
+
+/* The references of BuildKit's cache records and leases. */
+static void test_buildkit_refs(void **state)
+{
+	(void)state;
+	struct bw_bucket *cache = bw_bucket_new(), *lease = bw_bucket_new();
+	struct bw_bucket *main_ = bw_sub(cache, "_main");
+	bw_put_str(bw_sub(main_, "rec1"), "cache.snapshot", "{\"value\":\"snapA\"}");
+	struct bw_bucket *r2 = bw_sub(main_, "rec2"); /* no cache.snapshot: the record id */
+	bw_put_str(r2, "cache.mergeParents", "{\"value\":[\"rec1\",\"snapM\"],\"index\":\"x\"}");
+	bw_put_str(r2, "cache.size", "{\"value\":42}");
+	bw_sub(cache, "_index");
+	struct bw_bucket *ns = bw_sub(bw_sub(lease, "v1"), "buildkit");
+	struct bw_bucket *leases = bw_sub(ns, "leases");
+	bw_put(bw_sub(bw_sub(leases, "lease1"), "snapshots"), "x", "", 0);
+	bw_put(bw_sub(bw_sub(bw_sub(leases, "lease2"), "snapshots"), "default"), "snapL", "", 0);
+	size_t clen, llen;
+	unsigned char *c = bw_build(cache, NULL, NULL, &clen, NULL), *l = bw_build(lease, NULL, NULL, &llen, NULL);
+	char **refs;
+	size_t nr;
+	struct dmr_err err = { 0 };
+	assert_int_equal(dk_buildkit_refs_parse(c, clen, l, llen, &refs, &nr, &err), 0);
+	const char *want[] = { "rec1", "rec2", "snapA", "snapL", "snapM" };
+	assert_int_equal(nr, 5);
+	for (size_t i = 0; i < nr; i++) {
+		assert_string_equal(refs[i], want[i]);
+		free(refs[i]);
+	}
+	free(refs);
+	/* a value that is not JSON: refused, never guessed */
+	bw_put_str(bw_sub(main_, "rec3"), "cache.snapshot", "not json");
+	free(c);
+	c = bw_build(cache, NULL, NULL, &clen, NULL);
+	assert_int_equal(dk_buildkit_refs_parse(c, clen, l, llen, &refs, &nr, &err), DMR_ECORRUPT);
+	assert_non_null(strstr(err.msg, "metadata_v2.db"));
+	free(c);
+	free(l);
+	bw_bucket_free(cache);
+	bw_bucket_free(lease);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -792,6 +886,8 @@ int main(void)
 		cmocka_unit_test(test_bad_pages),
 		cmocka_unit_test(test_bad_buckets),
 		cmocka_unit_test(test_random_damage),
+		cmocka_unit_test(test_bolt_roundtrip),
+		cmocka_unit_test(test_buildkit_refs),
 	};
 	return cmocka_run_group_tests_name("buildkit", tests, NULL, unit_tmp_cleanup);
 }

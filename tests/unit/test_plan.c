@@ -1496,6 +1496,81 @@ static void test_cstorage(void **state)
 
 /* ---- BuildKit's cache ---- */
 
+/* ---- BuildKit's unreferenced snapshots ---- */
+
+static void test_buildkit_unreferenced(void **state)
+{
+	(void)state;
+	struct dk_state st;
+	struct tinv t;
+	struct plan pl;
+	const char *child = "ccccccccccccccccccccccccc", *layer_key = "fgskcqqqhtpksdckpkqiuslth";
+	const char *name = "igesdthruldflsckdpcsddhrp", *leased = "kkkkkkkkkkkkkkkkkkkkkkkkk";
+	const char *parent = "ppppppppppppppppppppppppp", *snap = "teqfqifdrfijqdsfirdussiqg";
+	const char *orphan = "tlfkuchdsjepurkuhuhrfhfsc";
+	state_init(&st);
+	add_file(&st, snap, 13);
+	add_file(&st, layer_key, 14);
+	add_file(&st, leased, 15);
+	add_file(&st, child, 16);
+	add_file(&st, parent, 17);
+	add_file(&st, orphan, 23);
+	/* sorted by key, as the reader leaves them */
+	add_buildkit(&st, child, NULL);
+	st.buildkit[0].parent = xstrdup(parent);
+	add_buildkit(&st, layer_key, NULL);
+	add_buildkit(&st, name, NULL);
+	st.buildkit[2].committed_to = xstrdup(snap);
+	add_buildkit(&st, leased, NULL);
+	add_buildkit(&st, parent, NULL);
+	add_buildkit(&st, snap, NULL);
+	add_layer(&st, sha("a1"), layer_key, NULL, 0);
+	add_image(&st, sha("b1"), (const char *const[]){ sha("a1") }, 1, (const char *const[]){ "tool:dev" }, 1);
+	tinv_init(&t, 1);
+	item(&t, &st, INV_BUILDKIT, 13, snap);
+	item(&t, &st, INV_IMAGE_LAYER, 14, layer_key);
+	item(&t, &st, INV_BUILDKIT, 15, leased);
+	item(&t, &st, INV_BUILDKIT, 16, child);
+	item(&t, &st, INV_BUILDKIT, 17, parent);
+	item(&t, &st, INV_DRIVER_ORPHAN, 23, orphan);
+	/* The records and leases were not read: refused, nothing planned. */
+	st.buildkit_refs_error = xstrdup("buildkit/metadata_v2.db: missing");
+	build(&pl, &t, &st, PLAN_BUILDKIT_UNREFERENCED, NULL);
+	assert_non_null(pl.class_refused);
+	assert_non_null(strstr(pl.class_refused, "buildkit/metadata_v2.db: missing"));
+	assert_true(plan_empty(&pl));
+	plan_free(&pl);
+	/* A record names the child (so its parent stays), a lease the leased
+	 * one; the layer is an image's. The builder stage and its committed
+	 * name go, with the BuildKit-named orphan no record names. */
+	st.buildkit_refs = strv((const char *const[]){ child, leased }, 2);
+	st.nr_buildkit_refs = 2;
+	st.buildkit_refs_read = 1;
+	build(&pl, &t, &st, PLAN_BUILDKIT_UNREFERENCED, NULL);
+	assert_null(pl.class_refused);
+	DEVS(&pl, 13, 23);
+	FILES(&pl, "buildkit/snapshots.db", meta_path(orphan), meta_path(snap));
+	assert_int_equal(pl.files[0].op, PLAN_REWRITE_BOLT);
+	assert_int_equal(pl.nr_drop_snapshots, 2);
+	assert_string_equal(pl.drop_snapshots[0], name);
+	assert_string_equal(pl.drop_snapshots[1], snap);
+	assert_non_null(skip_of(&pl, "BuildKit's cache"));
+	plan_free(&pl);
+	/* A record on the orphan's key keeps it too. */
+	strv_free(st.buildkit_refs, st.nr_buildkit_refs);
+	st.buildkit_refs = strv((const char *const[]){ child, leased, orphan }, 3);
+	st.nr_buildkit_refs = 3;
+	build(&pl, &t, &st, PLAN_BUILDKIT_UNREFERENCED, NULL);
+	DEVS(&pl, 13);
+	plan_free(&pl);
+	/* --buildkit-cache drops everything anyway: no rewrite. */
+	build(&pl, &t, &st, PLAN_BUILDKIT_CACHE | PLAN_BUILDKIT_UNREFERENCED, NULL);
+	assert_int_equal(pl.nr_drop_snapshots, 0);
+	assert_string_equal(pl.files[0].path, "buildkit");
+	plan_free(&pl);
+	dk_state_free(&st);
+}
+
 static void test_buildkit_cache(void **state)
 {
 	(void)state;
@@ -1650,6 +1725,7 @@ int main(void)
 		cmocka_unit_test(test_image_refused),
 		cmocka_unit_test(test_cstorage),
 		cmocka_unit_test(test_buildkit_cache),
+		cmocka_unit_test(test_buildkit_unreferenced),
 		cmocka_unit_test(test_order),
 		cmocka_unit_test(test_no_duplicates),
 	};

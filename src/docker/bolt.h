@@ -1,0 +1,63 @@
+/* A whole bbolt database as a tree in memory, read and written back: what
+ * --buildkit-unreferenced needs to rewrite buildkit/snapshots.db (and to
+ * read BuildKit's other databases). Loading is strict: any problem the
+ * reader (buildkit.c) finds makes it fail, since a database rewritten from
+ * a damaged one would lose what could not be read. Writing lays the tree
+ * out as bbolt's own node.write / Bucket.write / DB.init do (etcd-io/bbolt
+ * page.go, node.go, bucket.go, db.go): one fresh file, every page reachable,
+ * an empty freelist, both meta pages valid. */
+#ifndef DMR_DOCKER_BOLT_H
+#define DMR_DOCKER_BOLT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+/* bbolt's own limits (bucket.go MaxKeySize, MaxValueSize). */
+#define DK_BOLT_MAX_KEY 32768u
+#define DK_BOLT_MAX_VALUE ((size_t)0x7ffffffe)
+
+struct dk_bolt_bucket;
+
+struct dk_bolt_item {
+	unsigned char *key;
+	size_t klen;
+	unsigned char *val; /* a plain value (may be NULL when vlen is 0), unless sub */
+	size_t vlen;
+	struct dk_bolt_bucket *sub; /* a nested bucket, or NULL */
+};
+
+/* Items in bbolt's order (bytewise on the keys, shorter first). */
+struct dk_bolt_bucket {
+	struct dk_bolt_item *items;
+	size_t n, cap;
+	uint64_t sequence; /* NextSequence's counter, kept as is */
+};
+
+struct dk_bolt_db {
+	struct dk_bolt_bucket *root; /* the root bucket: top-level buckets (and keys) */
+	uint32_t page_size;
+	uint64_t txid;
+};
+
+/* Reads the whole database (its newest valid meta). DMR_ECORRUPT for any
+ * damage, with the first problem; DMR_ENOMEM. */
+int dk_bolt_load(const unsigned char *db, size_t len, struct dk_bolt_db *out, struct dmr_err *err);
+void dk_bolt_db_free(struct dk_bolt_db *db);
+
+/* Lookups by a NUL-terminated key; NULL when absent. */
+const struct dk_bolt_item *dk_bolt_get(const struct dk_bolt_bucket *b, const char *key);
+const struct dk_bolt_bucket *dk_bolt_bucket_at(const struct dk_bolt_bucket *b, const char *key);
+/* Removes key (and what it holds); 1 when it was there. */
+int dk_bolt_delete(struct dk_bolt_bucket *b, const char *key);
+
+/* A new file holding db (its page size; txid db->txid + 1): *out is
+ * malloc'd, *len bytes. DMR_EUSAGE for a key or value beyond bbolt's
+ * limits, DMR_ENOMEM. */
+int dk_bolt_write(const struct dk_bolt_db *db, unsigned char **out, size_t *len, struct dmr_err *err);
+
+/* 1 when the two trees hold the same keys, values, buckets and sequences. */
+int dk_bolt_equal(const struct dk_bolt_bucket *a, const struct dk_bolt_bucket *b);
+
+#endif
