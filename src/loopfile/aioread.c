@@ -415,7 +415,7 @@ static int complete(struct job *j, struct req *q, long res, int *requeue)
 	struct lf_reader *r = j->r;
 	size_t want = q->len - q->done;
 	*requeue = 0;
-	if (res < 0 && res == -EINVAL && r->direct) {
+	if (res == -EINVAL && r->direct) {
 		int rc = read_rest(j, q, 1);
 		return rc ? rc : deliver(j, q);
 	}
@@ -502,8 +502,7 @@ static int run_aio(struct job *j)
 			} else if (j->inflight == 0) {
 				j->status = aio_give_up(j, npend, sub < 0 ? -sub : EAGAIN);
 				npend = 0;
-				/* Back-to-back pread: no free slot count to keep. */
-				continue;
+				continue; /* and out: run_sync reads the rest */
 			}
 		}
 		if (j->inflight == 0)

@@ -49,6 +49,7 @@ const char *lf_reader_method(const struct lf_reader *r);
 /* Why a faster method was not used ("O_DIRECT refused: Invalid argument",
  * "io_setup: Resource temporarily unavailable"...), or NULL. */
 const char *lf_reader_note(const struct lf_reader *r);
+/* Reads in flight at most: the queue depth with libaio, 1 with pread. */
 unsigned lf_reader_depth(const struct lf_reader *r);
 size_t lf_reader_chunk_size(const struct lf_reader *r);
 
@@ -86,9 +87,12 @@ typedef int (*lf_read_fn)(void *ctx, const struct lf_read_piece *piece, struct d
  * go out in ascending offset order, adjacent ranges joined up to
  * chunk_size. Every range is checked before anything is read: an
  * unaligned one is DMR_EUSAGE, one beyond the end of the file
- * DMR_ECORRUPT. A read error is DMR_EIO naming the path and offset. When
+ * DMR_ECORRUPT. A read error, or a file that became shorter, is DMR_EIO
+ * naming the path and offset; a short read is continued, never handed
+ * on as it stands. Unsorted input costs an index of n words. When
  * fn stops the reads, the ones in flight are waited for and dropped, and
- * fn's value is returned. */
+ * fn's value is returned. fn must not call lf_read_ranges on the same
+ * reader (DMR_EUSAGE). */
 int lf_read_ranges(struct lf_reader *r, const struct lf_read_range *ranges, size_t n, lf_read_fn fn,
 		   void *ctx, struct dmr_err *err);
 

@@ -479,6 +479,22 @@ static int count_calls(void *ctx, const struct lf_read_piece *p, struct dmr_err 
 	return 0;
 }
 
+struct nested {
+	struct lf_reader *r;
+	int rc;
+	char msg[512];
+};
+
+static int read_again(void *ctx, const struct lf_read_piece *p, struct dmr_err *err)
+{
+	struct nested *nc = ctx;
+	struct lf_read_range one = { 0, 512 };
+	struct dmr_err inner;
+	nc->rc = lf_read_ranges(nc->r, &one, 1, count_calls, NULL, &inner);
+	snprintf(nc->msg, sizeof(nc->msg), "%s", inner.msg);
+	return 1;
+}
+
 static void test_bounds(void **state)
 {
 	(void)state;
@@ -514,6 +530,11 @@ static void test_bounds(void **state)
 		struct lf_read_range tail[] = { { FILE_BYTES - BLK, BLK } };
 		assert_int_equal(lf_read_ranges(r, tail, 1, count_calls, &calls, &err), 0);
 		assert_true(calls >= 1);
+		/* Not from its own callback. */
+		struct nested nc = { .r = r };
+		assert_int_equal(lf_read_ranges(r, tail, 1, read_again, &nc, &err), 1);
+		assert_int_equal(nc.rc, DMR_EUSAGE);
+		assert_contains(nc.msg, path);
 		lf_reader_close(r);
 	}
 	unlink(path);
