@@ -23,6 +23,7 @@
 #include "docker/state.h"
 #include "guard.h"
 #include "live.h"
+#include "loopfile/aioread.h"
 #include "loopfile/punch.h"
 #include "thinmeta/freespace.h"
 #include "thinmeta/spacemap.h"
@@ -204,6 +205,128 @@ static int plan_target(struct reclaim *rc, struct target *t, int fd, struct lf_r
 	return DMR_EXIT_OK;
 }
 
+/* --dig-zeroes: reads every allocated byte of the blocks in use (not free)
+ * and adds the allocated parts of the blocks that are all zeros to t->runs.
+ * A hole reads as zeros, so punching them changes no content. */
+struct dig {
+	uint64_t bs;
+	uint8_t *nonzero; /* one bit per data block */
+	struct progress pg;
+	uint64_t done, total;
+};
+
+static int dig_piece(void *ctx, const struct lf_read_piece *p, struct dmr_err *err)
+{
+	(void)err;
+	struct dig *d = ctx;
+	if (!lf_is_zero(p->buf, p->len)) {
+		/* A piece never spans two blocks: the ranges are cut at block
+		 * boundaries and chunks are at most one block. */
+		uint64_t b = p->off / d->bs;
+		d->nonzero[b / 8] |= (uint8_t)(1u << (b % 8));
+	}
+	d->done += p->len;
+	progress_update(&d->pg, d->done, d->total);
+	return 0;
+}
+
+static int dig_zeroes(struct reclaim *rc, struct target *t, int fd, const struct lf_runs *free_runs)
+{
+	struct dmr_cli *cli = rc->cli;
+	struct dmr_err err = { 0 };
+	struct lf_runs used = { 0 }, alloc = { 0 }, zero = { 0 }, all = { 0 };
+	struct lf_read_range *rr = NULL;
+	struct lf_reader *rd = NULL;
+	struct dig d = { .bs = t->block_bytes };
+	int code = DMR_EXIT_INPUT;
+	if (lf_runs_complement(free_runs, t->limit, &used)) {
+		dmr_cli_error(cli, "out of memory listing the blocks in use");
+		goto out;
+	}
+	if (lf_runs_allocated(fd, &used, t->limit, fs_block(fd), &alloc, NULL, &err)) {
+		dmr_err_prefix(&err, "%s", t->path);
+		code = dmr_cli_fail(cli, &err);
+		goto out;
+	}
+	/* Cut at block boundaries, so each piece read belongs to one block. */
+	size_t n = 0, cap = 0;
+	uint64_t last_block = UINT64_MAX;
+	for (size_t i = 0; i < alloc.n; i++) {
+		uint64_t off = alloc.v[i].off, end = off + alloc.v[i].len;
+		while (off < end) {
+			uint64_t b = off / t->block_bytes;
+			uint64_t e = (b + 1) * t->block_bytes < end ? (b + 1) * t->block_bytes : end;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 1024;
+				struct lf_read_range *x = realloc(rr, cap * sizeof(*x));
+				if (!x) {
+					dmr_cli_error(cli, "out of memory listing the blocks to read");
+					goto out;
+				}
+				rr = x;
+			}
+			rr[n].off = off;
+			rr[n++].len = e - off;
+			if (b != last_block)
+				t->zero_blocks_read++;
+			last_block = b;
+			off = e;
+		}
+	}
+	d.nonzero = calloc(t->nr_blocks / 8 + 1, 1);
+	if (!d.nonzero) {
+		dmr_cli_error(cli, "out of memory for %" PRIu64 " blocks", t->nr_blocks);
+		goto out;
+	}
+	size_t chunk = t->block_bytes < LF_READ_CHUNK_DEFAULT ? (size_t)t->block_bytes : LF_READ_CHUNK_DEFAULT;
+	struct lf_reader_opts o = { .chunk_size = chunk };
+	if (lf_reader_open(&rd, t->path, &o, &err)) {
+		code = dmr_cli_fail(cli, &err);
+		goto out;
+	}
+	if (cli->verbose)
+		fprintf(stderr, "reading %s of blocks in use with %s (depth %u)%s%s\n", "the allocated parts",
+			lf_reader_method(rd), lf_reader_depth(rd), lf_reader_note(rd) ? ": " : "",
+			lf_reader_note(rd) ? lf_reader_note(rd) : "");
+	d.total = alloc.bytes;
+	progress_init(&d.pg, stderr, "reading blocks in use", cli->verbose, cli->quiet || cli->json);
+	int r = lf_read_ranges(rd, rr, n, dig_piece, &d, &err);
+	progress_end(&d.pg);
+	if (r) {
+		code = dmr_cli_fail(cli, &err);
+		goto out;
+	}
+	last_block = UINT64_MAX;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t b = rr[i].off / t->block_bytes;
+		if (d.nonzero[b / 8] & (1u << (b % 8)))
+			continue;
+		if (b != last_block)
+			t->zero_blocks++;
+		last_block = b;
+		if (lf_runs_push(&zero, rr[i].off, rr[i].len)) {
+			dmr_cli_error(cli, "out of memory");
+			goto out;
+		}
+	}
+	if (lf_runs_union(&t->runs, &zero, &all)) {
+		dmr_cli_error(cli, "out of memory");
+		goto out;
+	}
+	lf_runs_free(&t->runs);
+	t->runs = all;
+	code = DMR_EXIT_OK;
+out:
+	if (rd)
+		lf_reader_close(rd);
+	free(d.nonzero);
+	free(rr);
+	lf_runs_free(&used);
+	lf_runs_free(&alloc);
+	lf_runs_free(&zero);
+	return code;
+}
+
 /* Reads the pool and plans both files. Returns an exit code. */
 static int load(struct reclaim *rc)
 {
@@ -281,6 +404,8 @@ static int load(struct reclaim *rc)
 		goto out;
 	}
 	if ((rcode = plan_target(rc, t, fd, &want)) != DMR_EXIT_OK)
+		goto out;
+	if (rc->dig && (rcode = dig_zeroes(rc, t, fd, &want)) != DMR_EXIT_OK)
 		goto out;
 	close(fd);
 	fd = -1;

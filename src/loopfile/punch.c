@@ -43,6 +43,53 @@ void lf_runs_free(struct lf_runs *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* Appends [off, off+len) to r, merging with an overlapping last run. */
+static int push_merge(struct lf_runs *r, uint64_t off, uint64_t len)
+{
+	if (r->n) {
+		struct lf_run *l = &r->v[r->n - 1];
+		if (off <= l->off + l->len) {
+			uint64_t end = off + len > l->off + l->len ? off + len : l->off + l->len;
+			r->bytes += end - (l->off + l->len);
+			l->len = end - l->off;
+			return 0;
+		}
+	}
+	return lf_runs_push(r, off, len);
+}
+
+int lf_runs_union(const struct lf_runs *a, const struct lf_runs *b, struct lf_runs *out)
+{
+	memset(out, 0, sizeof(*out));
+	size_t i = 0, j = 0;
+	while (i < a->n || j < b->n) {
+		const struct lf_run *x = j >= b->n || (i < a->n && a->v[i].off <= b->v[j].off) ? &a->v[i++] : &b->v[j++];
+		if (push_merge(out, x->off, x->len)) {
+			lf_runs_free(out);
+			return DMR_ENOMEM;
+		}
+	}
+	return 0;
+}
+
+int lf_runs_complement(const struct lf_runs *r, uint64_t limit, struct lf_runs *out)
+{
+	memset(out, 0, sizeof(*out));
+	uint64_t pos = 0;
+	for (size_t i = 0; i <= r->n && pos < limit; i++) {
+		uint64_t next = i < r->n ? r->v[i].off : limit;
+		if (next > limit)
+			next = limit;
+		if (next > pos && lf_runs_push(out, pos, next - pos)) {
+			lf_runs_free(out);
+			return DMR_ENOMEM;
+		}
+		if (i < r->n && r->v[i].off + r->v[i].len > pos)
+			pos = r->v[i].off + r->v[i].len;
+	}
+	return 0;
+}
+
 /* Is a larger (or as large and earlier) than b? */
 static int bigger(const struct lf_run *a, const struct lf_run *b)
 {

@@ -29,6 +29,12 @@ struct lf_runs {
 int lf_runs_push(struct lf_runs *r, uint64_t off, uint64_t len);
 void lf_runs_free(struct lf_runs *r);
 
+/* out = a ∪ b (both sorted and disjoint), coalesced. */
+int lf_runs_union(const struct lf_runs *a, const struct lf_runs *b, struct lf_runs *out);
+
+/* out = [0, limit) minus r (sorted and disjoint). */
+int lf_runs_complement(const struct lf_runs *r, uint64_t limit, struct lf_runs *out);
+
 /* The n largest runs (largest first, then by offset) into out[0..*got). */
 void lf_runs_largest(const struct lf_runs *r, struct lf_run *out, size_t n, size_t *got);
 

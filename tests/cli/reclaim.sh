@@ -92,6 +92,44 @@ expect_rc 0 "reclaim again"
 if jq -e '.state == "nothing-to-do" and .data.runs == 0 and .metadata.runs == 0' "$WORK/out" >/dev/null; then
 	ok "a second reclaim finds nothing left"; else fail "second reclaim"; cat "$WORK/out"; fi
 
+# --- --dig-zeroes: mapped blocks that are all zeros ---
+setup dig
+# blocks 5-7 and 950 (mapped) become written zeros; block 8 half zeros
+dd if=/dev/zero of="$D" bs=$B seek=5 count=3 conv=notrunc 2>/dev/null
+dd if=/dev/zero of="$D" bs=$B seek=950 count=1 conv=notrunc 2>/dev/null
+dd if=/dev/zero of="$D" bs=32768 seek=16 count=1 conv=notrunc 2>/dev/null
+"$FPP" hash-devices "$M" "$D" >"$WORK/hash.before"
+run dmr -r "$RR" reclaim --dig-zeroes --dry-run --json
+expect_rc 0 "--dig-zeroes --dry-run"
+if jq -e '.dig_zeroes and .data.zero_blocks == 4 and .data.zero_blocks_read == 711 and
+	.data.bytes == 313 * 4096 + 4 * 65536' "$WORK/out" >/dev/null; then
+	ok "--dig-zeroes: 4 all-zero blocks of the 711 in use, added to the 313 free runs"; else
+	fail "--dig-zeroes plan"; cat "$WORK/out"; fi
+for io in "" pread; do
+	setup dig
+	dd if=/dev/zero of="$D" bs=$B seek=5 count=3 conv=notrunc 2>/dev/null
+	dd if=/dev/zero of="$D" bs=$B seek=950 count=1 conv=notrunc 2>/dev/null
+	dd if=/dev/zero of="$D" bs=32768 seek=16 count=1 conv=notrunc 2>/dev/null
+	DMRESCUE_IO=$io run dmr -r "$RR" reclaim --dig-zeroes --yes -v
+	expect_rc 0 "--dig-zeroes --yes${io:+ (DMRESCUE_IO=$io)}"
+	if [ "$(holes "$D")" = "5 8
+100 200
+210 300
+900 1024" ]; then ok "--dig-zeroes: the zero blocks became holes too, the half-zero block stayed"; else
+		fail "--dig-zeroes holes"; holes "$D"; fi
+	check_pool "--dig-zeroes${io:+ ($io)}"
+done
+if grep -q 'libaio+O_DIRECT\|pread' "$WORK/err"; then ok "-v names the read method: $(grep -o 'with [a-z+_]*[A-Z_]*' "$WORK/err" | head -1)"; else
+	fail "-v method"; cat "$WORK/err"; fi
+setup digbd
+LOOPD=""
+if [ "$(id -u)" = 0 ] && LOOPD=$(losetup -f --show "$D" 2>/dev/null) && [ -n "$LOOPD" ]; then
+	run dmr -r "$RR" reclaim --dig-zeroes --yes --data "$LOOPD"
+	losetup -d "$LOOPD"
+	expect_rc 5 "--dig-zeroes on a block device"
+	if grep -q 'needs a data file' "$WORK/err"; then ok "--dig-zeroes on a block device: says why"; else fail "message"; cat "$WORK/err"; fi
+fi
+
 # --- a block device: BLKDISCARD through a loop device, and thin_trim ---
 if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null && losetup -f >/dev/null 2>&1; then
 	setup loop

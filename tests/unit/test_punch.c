@@ -203,6 +203,41 @@ static void test_not_blockdev(void **state)
 	close(fd);
 }
 
+static void test_union_complement(void **state)
+{
+	(void)state;
+	struct lf_runs a = { 0 }, b = { 0 }, u, c;
+	lf_runs_push(&a, 0, 10);
+	lf_runs_push(&a, 50, 10);
+	lf_runs_push(&b, 10, 5);  /* touches a's first: merged */
+	lf_runs_push(&b, 55, 20); /* overlaps a's second */
+	lf_runs_push(&b, 100, 1);
+	assert_int_equal(lf_runs_union(&a, &b, &u), 0);
+	assert_int_equal(u.n, 3);
+	assert_int_equal(u.v[0].off, 0);
+	assert_int_equal(u.v[0].len, 15);
+	assert_int_equal(u.v[1].off, 50);
+	assert_int_equal(u.v[1].len, 25);
+	assert_int_equal(u.v[2].off, 100);
+	assert_int_equal(u.bytes, 15 + 25 + 1);
+	assert_int_equal(lf_runs_complement(&u, 90, &c), 0);
+	assert_int_equal(c.n, 2); /* [15,50) [75,90): cut at the limit */
+	assert_int_equal(c.v[0].off, 15);
+	assert_int_equal(c.v[0].len, 35);
+	assert_int_equal(c.v[1].off, 75);
+	assert_int_equal(c.v[1].len, 15);
+	assert_int_equal(c.bytes, 50);
+	lf_runs_free(&c);
+	struct lf_runs none = { 0 };
+	assert_int_equal(lf_runs_complement(&none, 7, &c), 0);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.v[0].len, 7);
+	lf_runs_free(&c);
+	lf_runs_free(&u);
+	lf_runs_free(&a);
+	lf_runs_free(&b);
+}
+
 struct prog {
 	uint64_t calls, last, total;
 };
@@ -245,6 +280,7 @@ int main(void)
 		cmocka_unit_test(test_granular),
 		cmocka_unit_test(test_not_blockdev),
 		cmocka_unit_test(test_progress),
+		cmocka_unit_test(test_union_complement),
 	};
 	if (!unit_tmpdir_usable())
 		return UNIT_SKIP;
