@@ -42,7 +42,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #define RECLAIM_SCHEMA "dmrescue.reclaim/1"
@@ -128,17 +127,6 @@ static void collect_run(void *ctx, uint64_t block, uint64_t len)
 }
 
 
-/* The host filesystem's block size for path's fd: runs are shrunk to it so
- * no partial block gets zeroed instead of freed. */
-static uint64_t fs_block(int fd)
-{
-	struct statfs f;
-	uint64_t b = fstatfs(fd, &f) == 0 && f.f_bsize > 0 ? (uint64_t)f.f_bsize : 4096;
-	if (b & (b - 1))
-		b = 4096;
-	return b;
-}
-
 /* Opens t->path read-only and fills size/kind. Returns an exit code. */
 static int open_target(struct reclaim *rc, struct target *t, int *fd)
 {
@@ -198,7 +186,7 @@ static int plan_target(struct reclaim *rc, struct target *t, int fd, struct lf_r
 			return dmr_cli_error(rc->cli, "out of memory"), DMR_EXIT_INPUT;
 		return DMR_EXIT_OK;
 	}
-	if (lf_runs_allocated(fd, want, t->limit, fs_block(fd), &t->runs, &t->method, &err)) {
+	if (lf_runs_allocated(fd, want, t->limit, lf_fs_block(fd), &t->runs, &t->method, &err)) {
 		dmr_err_prefix(&err, "%s", t->path);
 		return dmr_cli_fail(rc->cli, &err);
 	}
@@ -243,7 +231,7 @@ static int dig_zeroes(struct reclaim *rc, struct target *t, int fd, const struct
 		dmr_cli_error(cli, "out of memory listing the blocks in use");
 		goto out;
 	}
-	if (lf_runs_allocated(fd, &used, t->limit, fs_block(fd), &alloc, NULL, &err)) {
+	if (lf_runs_allocated(fd, &used, t->limit, lf_fs_block(fd), &alloc, NULL, &err)) {
 		dmr_err_prefix(&err, "%s", t->path);
 		code = dmr_cli_fail(cli, &err);
 		goto out;

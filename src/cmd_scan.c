@@ -93,9 +93,9 @@ static void print_report(struct dmr_cli *cli, const struct dk_state *st, const s
 		printf("  INCONSISTENT: %llu data blocks are free in the space map but mapped by a device\n",
 		       (unsigned long long)ps->free_but_mapped);
 	if (ps->reclaim_known)
-		printf("  the data file takes %s on disk; %s of it is free pool space in %llu ranges (dmrescue reclaim)\n",
+		printf("  the data file takes %s on disk; %s of it is free pool space (%llu run%s for dmrescue reclaim)\n",
 		       fmt_human(ps->data_file_allocated, a), fmt_human(ps->reclaim_bytes, b),
-		       (unsigned long long)ps->reclaim_runs);
+		       (unsigned long long)ps->reclaim_runs, ps->reclaim_runs == 1 ? "" : "s");
 	else
 		printf("  reclaimable space unknown: %s\n", ps->reclaim_note ? ps->reclaim_note : "?");
 

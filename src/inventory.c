@@ -1,7 +1,7 @@
 /* The joiner: pool devices and Docker's files into one classified list. */
 #include "config.h"
 #include "inventory.h"
-#include "loopfile/extents.h"
+#include "loopfile/punch.h"
 #include "thinmeta/freespace.h"
 #include "thinmeta/spacemap.h"
 
@@ -463,8 +463,7 @@ static int cmp_items(const void *x, const void *y)
 }
 
 struct reclaim_ctx {
-	uint64_t *start, *len;
-	size_t n, cap;
+	struct lf_runs runs;
 	uint64_t bs;
 	int oom;
 };
@@ -472,22 +471,8 @@ struct reclaim_ctx {
 static void collect_free(void *vctx, uint64_t block, uint64_t len)
 {
 	struct reclaim_ctx *c = vctx;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 256;
-		uint64_t *s = realloc(c->start, cap * sizeof(*s));
-		uint64_t *l = s ? realloc(c->len, cap * sizeof(*l)) : NULL;
-		if (!s || !l) {
-			if (s)
-				c->start = s;
-			c->oom = 1;
-			return;
-		}
-		c->start = s;
-		c->len = l;
-		c->cap = cap;
-	}
-	c->start[c->n] = block * c->bs;
-	c->len[c->n++] = len * c->bs;
+	if (lf_runs_push(&c->runs, block * c->bs, len * c->bs))
+		c->oom = 1;
 }
 
 static int pool_summary(struct inventory *inv, struct tm_pool *p, const struct tm_usage *usage,
@@ -522,7 +507,7 @@ static int pool_summary(struct inventory *inv, struct tm_pool *p, const struct t
 	ps->data_free = fs.free_blocks;
 	ps->free_but_mapped = fs.free_but_mapped;
 	ps->held_unmapped = fs.held_unmapped;
-	ps->reclaim_runs = rc.n; /* recounted below once trimmed to the data file */
+	ps->reclaim_runs = rc.runs.n;
 	if (rc.oom) {
 		r = dmr_err_set(err, DMR_ENOMEM, "out of memory listing free blocks");
 		goto out;
@@ -546,25 +531,24 @@ static int pool_summary(struct inventory *inv, struct tm_pool *p, const struct t
 	}
 	ps->data_file_bytes = (uint64_t)sbuf.st_size;
 	ps->data_file_allocated = (uint64_t)sbuf.st_blocks * 512u;
-	/* Never count bytes beyond the pool's blocks or the file's end. */
+	/* Exactly what reclaim would punch (loopfile/punch.h): never beyond
+	 * the pool's blocks or the file's end. */
 	uint64_t limit = ps->data_blocks * ps->data_block_bytes;
 	if ((uint64_t)sbuf.st_size < limit)
 		limit = (uint64_t)sbuf.st_size;
-	while (rc.n > 0 && rc.start[rc.n - 1] >= limit)
-		rc.n--;
-	if (rc.n > 0 && rc.start[rc.n - 1] + rc.len[rc.n - 1] > limit)
-		rc.len[rc.n - 1] = limit - rc.start[rc.n - 1];
-	ps->reclaim_runs = rc.n;
-	struct lf_ranges ranges = { .start = rc.start, .len = rc.len, .n = rc.n };
+	struct lf_runs punch;
 	struct dmr_err ferr = { 0 };
-	if (lf_allocated_in(fd, &ranges, &ps->reclaim_bytes, NULL, &ferr) == 0)
+	if (lf_runs_allocated(fd, &rc.runs, limit, lf_fs_block(fd), &punch, NULL, &ferr) == 0) {
 		ps->reclaim_known = 1;
-	else
+		ps->reclaim_bytes = punch.bytes;
+		ps->reclaim_runs = punch.n;
+		lf_runs_free(&punch);
+	} else {
 		ps->reclaim_note = "holes in the data file could not be listed";
+	}
 	close(fd);
 out:
-	free(rc.start);
-	free(rc.len);
+	lf_runs_free(&rc.runs);
 	return r;
 }
 

@@ -106,8 +106,8 @@ struct inv_pool {
 	uint64_t free_but_mapped;  /* inconsistent: space map says free, a device maps it */
 	uint64_t held_unmapped;    /* counted, but mapped by no live device */
 	int reclaim_known;         /* the data file could be examined */
-	uint64_t reclaim_bytes;    /* allocated bytes in the data file over free blocks */
-	uint64_t reclaim_runs;
+	uint64_t reclaim_bytes;    /* what reclaim would punch: occupied bytes over free blocks */
+	uint64_t reclaim_runs;     /* ... in this many calls (free blocks' runs until measured) */
 	uint64_t data_file_bytes;
 	uint64_t data_file_allocated;
 	const char *reclaim_note;  /* why unknown, when it is */

@@ -35,7 +35,7 @@ static int by_seek(int fd, uint64_t start, uint64_t end, int (*fn)(void *, uint6
 /* *called: fn was called at least once (an error after that is not a
  * reason to fall back: the ranges would be reported twice). */
 static int by_fiemap(int fd, uint64_t start, uint64_t end, int (*fn)(void *, uint64_t, uint64_t), void *ctx,
-		     int *called)
+		     int *called, int unwritten_too)
 {
 	size_t sz = sizeof(struct fiemap) + FIEMAP_BATCH * sizeof(struct fiemap_extent);
 	struct fiemap *fm = calloc(1, sz);
@@ -61,7 +61,7 @@ static int by_fiemap(int fd, uint64_t start, uint64_t end, int (*fn)(void *, uin
 			uint64_t a = e->fe_logical, b = e->fe_logical + e->fe_length;
 			if (e->fe_flags & FIEMAP_EXTENT_LAST)
 				last = 1;
-			if (e->fe_flags & FIEMAP_EXTENT_UNWRITTEN)
+			if ((e->fe_flags & FIEMAP_EXTENT_UNWRITTEN) && !unwritten_too)
 				continue; /* preallocated, reads as zeros, but still allocated */
 			if (a < last_end)
 				a = last_end; /* never report a byte twice */
@@ -100,7 +100,7 @@ int lf_allocated_ranges(int fd, uint64_t start, uint64_t end,
 		return r ? dmr_err_set(err, DMR_EIO, "finding holes: %s", strerror(-r)) : 0;
 	}
 	int called = 0;
-	int r = by_fiemap(fd, start, end, fn, ctx, &called);
+	int r = by_fiemap(fd, start, end, fn, ctx, &called, 0);
 	if (r == 0) {
 		if (method)
 			*method = LF_EXT_FIEMAP;
@@ -114,37 +114,19 @@ int lf_allocated_ranges(int fd, uint64_t start, uint64_t end,
 	return r ? dmr_err_set(err, DMR_EIO, "finding holes: %s", strerror(r < 0 ? -r : r)) : 0;
 }
 
-struct in_ctx {
-	const struct lf_ranges *r;
-	size_t i;
-	uint64_t bytes;
-};
-
-/* Intersects one allocated extent with the sorted ranges. */
-static int add_overlap(void *vctx, uint64_t off, uint64_t len)
+int lf_occupied_ranges(int fd, uint64_t start, uint64_t end, int (*fn)(void *ctx, uint64_t off, uint64_t len),
+		       void *ctx, enum lf_extent_method *method, struct dmr_err *err)
 {
-	struct in_ctx *c = vctx;
-	uint64_t end = off + len;
-	while (c->i < c->r->n && c->r->start[c->i] + c->r->len[c->i] <= off)
-		c->i++;
-	for (size_t j = c->i; j < c->r->n && c->r->start[j] < end; j++) {
-		uint64_t a = c->r->start[j] > off ? c->r->start[j] : off;
-		uint64_t b = c->r->start[j] + c->r->len[j] < end ? c->r->start[j] + c->r->len[j] : end;
-		if (a < b)
-			c->bytes += b - a;
-	}
-	return 0;
-}
-
-int lf_allocated_in(int fd, const struct lf_ranges *r, uint64_t *bytes, enum lf_extent_method *method,
-		    struct dmr_err *err)
-{
-	struct in_ctx c = { .r = r };
-	*bytes = 0;
-	if (r->n == 0)
+	if (start >= end)
 		return 0;
-	uint64_t start = r->start[0], end = r->start[r->n - 1] + r->len[r->n - 1];
-	int rc = lf_allocated_ranges(fd, start, end, add_overlap, &c, method, err);
-	*bytes = c.bytes;
-	return rc;
+	int called = 0;
+	int r = by_fiemap(fd, start, end, fn, ctx, &called, 1);
+	if (r == 0) {
+		if (method)
+			*method = LF_EXT_FIEMAP;
+		return 0;
+	}
+	if (called || (r != -EOPNOTSUPP && r != -ENOTTY && r != -EINVAL))
+		return dmr_err_set(err, DMR_EIO, "finding holes: %s", strerror(-r));
+	return lf_allocated_ranges(fd, start, end, fn, ctx, method, err);
 }

@@ -17,15 +17,12 @@ int lf_allocated_ranges(int fd, uint64_t start, uint64_t end,
 			int (*fn)(void *ctx, uint64_t off, uint64_t len), void *ctx,
 			enum lf_extent_method *method, struct dmr_err *err);
 
-/* Bytes allocated in the file inside the sorted, disjoint byte ranges given
- * by next_range (which returns 0 at the end): the exact bytes that punching
- * those ranges would give back. */
-struct lf_ranges {
-	const uint64_t *start; /* byte offsets */
-	const uint64_t *len;
-	size_t n;
-};
-int lf_allocated_in(int fd, const struct lf_ranges *r, uint64_t *bytes, enum lf_extent_method *method,
-		    struct dmr_err *err);
+/* Like lf_allocated_ranges, but for what takes space on the host rather
+ * than what holds data: FIEMAP first, counting preallocated (unwritten)
+ * extents, which SEEK_DATA calls holes although they occupy the disk
+ * (a loop device turns write-zeroes into fallocate(ZERO_RANGE)); then
+ * SEEK_DATA/SEEK_HOLE, then the whole range. For reclaim. */
+int lf_occupied_ranges(int fd, uint64_t start, uint64_t end, int (*fn)(void *ctx, uint64_t off, uint64_t len),
+		       void *ctx, enum lf_extent_method *method, struct dmr_err *err);
 
 #endif

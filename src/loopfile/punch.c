@@ -11,8 +11,16 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+
+uint64_t lf_fs_block(int fd)
+{
+	struct statfs f;
+	uint64_t b = fstatfs(fd, &f) == 0 && f.f_bsize > 0 ? (uint64_t)f.f_bsize : 4096;
+	return b & (b - 1) ? 4096 : b;
+}
 
 int lf_runs_push(struct lf_runs *r, uint64_t off, uint64_t len)
 {
@@ -177,7 +185,7 @@ int lf_runs_allocated(int fd, const struct lf_runs *want, uint64_t limit, uint64
 		end = limit;
 	int r = 0;
 	if (start < end)
-		r = lf_allocated_ranges(fd, start, end, on_allocated, &x, method, err);
+		r = lf_occupied_ranges(fd, start, end, on_allocated, &x, method, err);
 	if (x.oom || (!r && flush_pending(&x))) {
 		lf_runs_free(out);
 		return dmr_err_set(err, DMR_ENOMEM, "out of memory listing the runs to punch");

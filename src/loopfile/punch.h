@@ -38,10 +38,15 @@ int lf_runs_complement(const struct lf_runs *r, uint64_t limit, struct lf_runs *
 /* The n largest runs (largest first, then by offset) into out[0..*got). */
 void lf_runs_largest(const struct lf_runs *r, struct lf_run *out, size_t n, size_t *got);
 
+/* The block size of fd's filesystem (a power of two; 4096 when unknown):
+ * runs are shrunk to it so no partial block is zeroed instead of freed. */
+uint64_t lf_fs_block(int fd);
+
 /* out = the parts of want (sorted, disjoint) that fd has allocated below
  * limit, shrunk to whole align-byte units (align a power of two, or 1),
- * coalesced into maximal runs. One pass over the file's allocated ranges
- * (SEEK_DATA/SEEK_HOLE, FIEMAP), so already-sparse parts cost nothing. */
+ * coalesced into maximal runs. One pass over what the file occupies on the
+ * host (lf_occupied_ranges: FIEMAP with preallocated extents, or
+ * SEEK_DATA/SEEK_HOLE), so already-sparse parts cost nothing. */
 int lf_runs_allocated(int fd, const struct lf_runs *want, uint64_t limit, uint64_t align, struct lf_runs *out,
 		      enum lf_extent_method *method, struct dmr_err *err);
 

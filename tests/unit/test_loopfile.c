@@ -16,6 +16,7 @@
 
 #include "builder.h"
 #include "loopfile/extents.h"
+#include "loopfile/punch.h"
 #include "loopfile/fsprobe.h"
 #include "loopfile/thinread.h"
 #include "thinmeta/pool.h"
@@ -355,6 +356,27 @@ static void test_extents_callback_error(void **state)
 	unlink(path);
 }
 
+/* What reclaim and scan use: the occupied bytes of fd inside sorted,
+ * disjoint ranges (lf_runs_allocated with no alignment). */
+struct lf_ranges {
+	const uint64_t *start, *len;
+	size_t n;
+};
+
+static int lf_allocated_in(int fd, const struct lf_ranges *r, uint64_t *bytes, enum lf_extent_method *m,
+			   struct dmr_err *err)
+{
+	struct lf_runs want = { 0 }, out;
+	for (size_t i = 0; i < r->n; i++)
+		assert_int_equal(lf_runs_push(&want, r->start[i], r->len[i]), 0);
+	int rc = lf_runs_allocated(fd, &want, UINT64_MAX, 1, &out, m, err);
+	*bytes = rc ? 0 : out.bytes;
+	if (!rc)
+		lf_runs_free(&out);
+	lf_runs_free(&want);
+	return rc;
+}
+
 static void check_allocated_in(int fd, const struct ranges *ref, const char *what,
 			       enum lf_extent_method want_method)
 {
@@ -384,7 +406,9 @@ static void check_allocated_in(int fd, const struct ranges *ref, const char *wha
 			want += ln[i];
 	}
 	assert_int_equal(lf_allocated_in(fd, &rr, &bytes, &m, &err), 0);
-	assert_int_equal(m, want_method);
+	/* FIEMAP comes first where it works (it sees preallocated extents). */
+	if (m != want_method && !(m == LF_EXT_FIEMAP && want_method == LF_EXT_SEEK))
+		fail_msg("%s: method %d, expected %d", what, (int)m, (int)want_method);
 	if (bytes != want)
 		fail_msg("%s: %llu bytes, expected %llu", what, (unsigned long long)bytes, (unsigned long long)want);
 

@@ -129,6 +129,22 @@ static void test_allocated(void **state)
 	assert_int_equal(lf_runs_allocated(fd, &want, 64 * BLK, 4096, &out, &m, &err), 0);
 	assert_int_equal(out.n, 0);
 	lf_runs_free(&out);
+
+	/* Preallocated (unwritten) extents read as zeros and SEEK_DATA calls
+	 * them holes, but they take space on the host: they count. */
+	if (fallocate(fd, 0, 12 * BLK, BLK) == 0) {
+		struct stat s2;
+		assert_int_equal(fstat(fd, &s2), 0);
+		if (s2.st_blocks * 512 > s.st_blocks * 512) {
+			assert_int_equal(lf_runs_allocated(fd, &want, 64 * BLK, 4096, &out, &m, &err), 0);
+			if (m == LF_EXT_FIEMAP) {
+				assert_int_equal(out.n, 1);
+				assert_int_equal(out.v[0].off, 12 * BLK);
+				assert_int_equal(out.v[0].len, BLK);
+			}
+			lf_runs_free(&out);
+		}
+	}
 	lf_runs_free(&want);
 	close(fd);
 }
