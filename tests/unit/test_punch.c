@@ -9,6 +9,36 @@
 
 #include "loopfile/punch.h"
 
+#include <linux/fs.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
+
+/* --wrap=ioctl: BLKDISCARD calls are recorded (and succeed) while
+ * fake_discard is set; everything else goes to the real ioctl. */
+int __real_ioctl(int fd, unsigned long req, ...);
+int __wrap_ioctl(int fd, unsigned long req, ...);
+static int fake_discard;
+static uint64_t disc[64][2];
+static size_t nr_disc;
+
+int __wrap_ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	va_start(ap, req);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	if (fake_discard && req == BLKDISCARD) {
+		const uint64_t *r = arg;
+		if (nr_disc < 64) {
+			disc[nr_disc][0] = r[0];
+			disc[nr_disc][1] = r[1];
+		}
+		nr_disc++;
+		return 0;
+	}
+	return __real_ioctl(fd, req, arg);
+}
+
 #define BLK 65536u
 
 static void test_push_merges(void **state)
@@ -199,6 +229,32 @@ static void test_granular(void **state)
 	lf_runs_free(&in);
 }
 
+/* Discards are split at max_bytes, in whole granules, one ioctl each. */
+static void test_discard_split(void **state)
+{
+	(void)state;
+	const uint64_t MiB = 1u << 20;
+	struct lf_discard d = { .granularity = MiB, .max_bytes = 3 * MiB + 4096 };
+	struct lf_runs r = { 0 };
+	lf_runs_push(&r, 0, 7 * MiB);
+	lf_runs_push(&r, 20 * MiB, MiB);
+	struct lf_punch_stats st;
+	struct dmr_err err = { 0 };
+	fake_discard = 1;
+	nr_disc = 0;
+	assert_int_equal(lf_punch_runs(-1, 1, &d, &r, NULL, NULL, &st, "fake", &err), 0);
+	fake_discard = 0;
+	assert_int_equal(nr_disc, 4);
+	assert_int_equal(st.calls, 4);
+	assert_int_equal(st.bytes, 8 * MiB);
+	const uint64_t want[4][2] = { { 0, 3 * MiB }, { 3 * MiB, 3 * MiB }, { 6 * MiB, MiB }, { 20 * MiB, MiB } };
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(disc[i][0], want[i][0]);
+		assert_int_equal(disc[i][1], want[i][1]);
+	}
+	lf_runs_free(&r);
+}
+
 static void test_not_blockdev(void **state)
 {
 	(void)state;
@@ -295,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_alignment_and_limit),
 		cmocka_unit_test(test_granular),
 		cmocka_unit_test(test_not_blockdev),
+		cmocka_unit_test(test_discard_split),
 		cmocka_unit_test(test_progress),
 		cmocka_unit_test(test_union_complement),
 	};
