@@ -170,6 +170,11 @@ static int plan_target(struct reclaim *rc, struct target *t, int fd, struct lf_r
 		 * cut to whole granules. */
 		if (lf_discard_limits("", fd, &t->disc, &err))
 			return dmr_cli_fail(rc->cli, &err);
+		if (!t->disc.max_bytes && want->n) {
+			dmr_cli_error(rc->cli, "%s: the device does not support discard (queue/discard_max_bytes is 0): "
+				      "its free blocks cannot be given back", t->path);
+			return DMR_EXIT_REFUSED;
+		}
 		struct lf_runs cut = { 0 };
 		for (size_t i = 0; i < want->n; i++) {
 			uint64_t s = want->v[i].off, e = s + want->v[i].len;

@@ -227,6 +227,17 @@ if [ "$(id -u)" = 0 ] && mkdir -p "$WORK/ramfs" && mount -t ramfs ramfs "$WORK/r
 		ok "ramfs: one clear line"; else fail "ramfs message"; cat "$WORK/err"; fi
 	if [ ! -e "$WORK/ramfs/devicemapper/.dmrescue-reclaimed" ]; then ok "ramfs: refused before anything changed"; else
 		fail "ramfs: the stamp was written"; fi
+	# A loop device on ramfs cannot discard: refused at the plan.
+	if LOOPR=$(losetup -f --show "$WORK/ramfs/devicemapper/devicemapper/data" 2>/dev/null) && [ -n "$LOOPR" ]; then
+		if [ "$(cat "/sys/block/${LOOPR#/dev/}/queue/discard_max_bytes" 2>/dev/null)" = 0 ]; then
+			run dmr -r "$WORK/ramfs" reclaim --yes --data "$LOOPR"
+			expect_rc 5 "a block device without discard"
+			if grep -q 'does not support discard' "$WORK/err"; then ok "no discard: says so"; else fail "no-discard message"; cat "$WORK/err"; fi
+		else
+			echo "note: this kernel's loop device on ramfs can discard: the no-discard refusal is not tested"
+		fi
+		losetup -d "$LOOPR"
+	fi
 	umount "$WORK/ramfs"
 else
 	echo "note: cannot mount ramfs here: the no-punch-hole refusal is not tested"
