@@ -813,7 +813,8 @@ static void test_build_reclaim(void **state)
 	assert_int_equal(ps->reclaim_bytes, 4096 + 4096 + 8192);
 	assert_int_equal(ps->data_file_bytes, 1024 * bs);
 	assert_true(ps->data_file_allocated >= 4096 * 4 + 8192);
-	assert_int_equal(ps->reclaim_runs, 5);
+	/* The three allocated pieces of free blocks: reclaim's calls. */
+	assert_int_equal(ps->reclaim_runs, 3);
 	/* Zeros everywhere: no filesystem, and no probe errors. */
 	for (size_t i = 0; i < inv.nr_items; i++) {
 		assert_int_equal(inv.items[i].fs.found, 0);
