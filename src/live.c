@@ -19,6 +19,7 @@
 
 #include "dmlist.h"
 #include "live.h"
+#include "util/grow.h"
 
 #define LIVE_PATH 4096
 
@@ -390,39 +391,6 @@ static int dm_list_sysfs(const char *root, struct dml_list *d, struct dmr_err *e
 	return r;
 }
 
-/* Is dev one of the "MAJ:MIN" words of the table's params? Thin and
- * thin-pool name their pool and their metadata/data devices that way. */
-static int table_names_dev(const struct dml_target *t, dev_t dev)
-{
-	const char *p = t->params;
-	while (*p) {
-		p += strspn(p, " ");
-		size_t len = strcspn(p, " ");
-		char word[32];
-		unsigned ma, mi;
-		if (len && len < sizeof(word)) {
-			memcpy(word, p, len);
-			word[len] = '\0';
-			if (parse_majmin(word, &ma, &mi) == 0 && makedev(ma, mi) == dev)
-				return 1;
-		}
-		p += len;
-	}
-	return 0;
-}
-
-/* x sits on dev: in its deps, or named by its table. */
-static int dm_uses(const struct dml_device *x, dev_t dev)
-{
-	for (size_t k = 0; k < x->nr_deps; k++)
-		if (x->deps[k] == dev)
-			return 1;
-	for (size_t k = 0; k < x->nr_table; k++)
-		if (table_names_dev(&x->table[k], dev))
-			return 1;
-	return 0;
-}
-
 /* The first target of this type, or NULL (also without a table). */
 static const struct dml_target *dm_target(const struct dml_device *x, const char *type)
 {
@@ -439,12 +407,57 @@ static int has_prefix(const char *name, const char *prefix)
 }
 
 struct dm_verdict {
+	dev_t *uses; /* what it sits on: deps, and the devices its table names */
+	size_t nr_uses, cap_uses;
 	int live;
 	enum live_kind kind;
 	/* Found through what it sits on: that device (a loop or a dm device),
 	 * for the message when its table says it is no thin pool or device. */
 	char on[140];
 };
+
+static int uses_add(struct dm_verdict *v, dev_t dev)
+{
+	dev_t *u = dmr_grow(v->uses, &v->cap_uses, v->nr_uses, sizeof(*u));
+	if (!u)
+		return -1;
+	v->uses = u;
+	v->uses[v->nr_uses++] = dev;
+	return 0;
+}
+
+/* The deps, and every "MAJ:MIN" word of the table's params: that is how
+ * thin and thin-pool targets name their pool and their metadata and data
+ * devices. -1: out of memory. */
+static int uses_collect(struct dm_verdict *v, const struct dml_device *x)
+{
+	for (size_t k = 0; k < x->nr_deps; k++)
+		if (uses_add(v, x->deps[k]) < 0)
+			return -1;
+	for (size_t k = 0; k < x->nr_table; k++)
+		for (const char *p = x->table[k].params; *p;) {
+			p += strspn(p, " ");
+			size_t len = strcspn(p, " ");
+			char word[32];
+			unsigned ma, mi;
+			if (len && len < sizeof(word)) {
+				memcpy(word, p, len);
+				word[len] = '\0';
+				if (parse_majmin(word, &ma, &mi) == 0 && uses_add(v, makedev(ma, mi)) < 0)
+					return -1;
+			}
+			p += len;
+		}
+	return 0;
+}
+
+static int dm_uses(const struct dm_verdict *v, dev_t dev)
+{
+	for (size_t k = 0; k < v->nr_uses; k++)
+		if (v->uses[k] == dev)
+			return 1;
+	return 0;
+}
 
 /* One line for a live device: its name and role. The role comes from the
  * prefix, or from its table when the kernel gave one: a linear or crypt
@@ -469,16 +482,21 @@ static int dm_analyse(const struct dml_list *d, const char *prefix, const struct
 		      struct findings *f, struct dmr_err *err)
 {
 	struct dm_verdict *v = calloc(d->n ? d->n : 1, sizeof(*v));
+	int r = 0;
 	if (!v)
 		return dmr_err_set(err, DMR_ENOMEM, "out of memory");
 	for (size_t i = 0; i < d->n; i++) {
 		const struct dml_device *x = &d->v[i];
+		if (uses_collect(&v[i], x) < 0) {
+			r = dmr_err_set(err, DMR_ENOMEM, "out of memory");
+			goto out;
+		}
 		if (prefix && has_prefix(x->name, prefix)) {
 			v[i].live = 1;
 			v[i].kind = !strcmp(x->name + strlen(prefix), "-pool") ? LIVE_DM_POOL : LIVE_DM_THIN;
 		}
 		for (size_t l = 0; l < loops->n; l++)
-			if (dm_uses(x, makedev(loops->v[l].major, loops->v[l].minor))) {
+			if (dm_uses(&v[i], makedev(loops->v[l].major, loops->v[l].minor))) {
 				v[i].live = 1;
 				v[i].kind = LIVE_DM_POOL;
 				snprintf(v[i].on, sizeof(v[i].on), "/dev/%s", loops->v[l].name);
@@ -488,17 +506,19 @@ static int dm_analyse(const struct dml_list *d, const char *prefix, const struct
 		changed = 0;
 		for (size_t i = 0; i < d->n; i++)
 			for (size_t j = 0; !v[i].live && j < d->n; j++)
-				if (v[j].live && j != i && dm_uses(&d->v[i], d->v[j].dev)) {
+				if (v[j].live && j != i && dm_uses(&v[i], d->v[j].dev)) {
 					v[i].live = 1;
 					v[i].kind = LIVE_DM_THIN;
 					snprintf(v[i].on, sizeof(v[i].on), "%s", d->v[j].name);
 					changed = 1;
 				}
 	}
-	int r = 0;
 	for (size_t i = 0; !r && i < d->n; i++)
 		if (v[i].live)
 			r = dm_report(f, &d->v[i], &v[i], err);
+out:
+	for (size_t i = 0; i < d->n; i++)
+		free(v[i].uses);
 	free(v);
 	return r;
 }
