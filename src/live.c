@@ -17,9 +17,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <libdevmapper.h>
-
+#include "dmlist.h"
 #include "live.h"
+#include "util/grow.h"
 
 #define LIVE_PATH 4096
 
@@ -344,49 +344,9 @@ static int check_loops(const char *root, const char *metadata_path, const char *
 
 /* ---- (2) device-mapper ---- */
 
-struct dmdev {
-	char name[128];
-	unsigned major, minor;
-	unsigned deps[8][2];
-	size_t nr_deps;
-	int live;
-	enum live_kind kind;
-};
-
-struct dmdevs {
-	struct dmdev *v;
-	size_t n, cap;
-};
-
-static struct dmdev *dm_add(struct dmdevs *d, const char *name, unsigned major_, unsigned minor_)
-{
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? 2 * d->cap : 16;
-		struct dmdev *v = realloc(d->v, cap * sizeof(*v));
-		if (!v)
-			return NULL;
-		d->v = v;
-		d->cap = cap;
-	}
-	struct dmdev *x = &d->v[d->n++];
-	memset(x, 0, sizeof(*x));
-	snprintf(x->name, sizeof(x->name), "%s", name);
-	x->major = major_;
-	x->minor = minor_;
-	return x;
-}
-
-static void dm_add_dep(struct dmdev *x, unsigned major_, unsigned minor_)
-{
-	if (x->nr_deps < sizeof(x->deps) / sizeof(x->deps[0])) {
-		x->deps[x->nr_deps][0] = major_;
-		x->deps[x->nr_deps][1] = minor_;
-		x->nr_deps++;
-	}
-}
-
-/* Fake root: <root>/sys/block/dm-N/{dev,dm/name,slaves/}. */
-static int dm_list_sysfs(const char *root, struct dmdevs *d, struct dmr_err *err)
+/* Fake root: <root>/sys/block/dm-N/{dev,dm/name,slaves/}, as the list the
+ * kernel would give (no uuid, no open count, no table). */
+static int dm_list_sysfs(const char *root, struct dml_list *d, struct dmr_err *err)
 {
 	char pattern[LIVE_PATH];
 	glob_t g;
@@ -405,94 +365,39 @@ static int dm_list_sysfs(const char *root, struct dmdevs *d, struct dmr_err *err
 			continue;
 		if (path_in(path, g.gl_pathv[i], "/dev") == 0 && read_line(path, dev, sizeof(dev)) == 0)
 			(void)parse_majmin(dev, &ma, &mi);
-		struct dmdev *x = dm_add(d, name, ma, mi);
+		struct dml_device *x = dml_add(d, name, makedev(ma, mi), err);
 		if (!x) {
-			r = dmr_err_set(err, DMR_ENOMEM, "out of memory");
+			r = DMR_ENOMEM;
 			break;
 		}
 		if (path_in(path, g.gl_pathv[i], "/slaves") < 0)
 			continue;
 		DIR *sd = opendir(path);
 		struct dirent *de;
-		while (sd && (de = readdir(sd))) {
+		while (!r && sd && (de = readdir(sd))) {
 			char sp[LIVE_PATH];
 			if (de->d_name[0] == '.' ||
 			    path_in(sp, root, "/sys/block/%s/dev", de->d_name) < 0 ||
 			    read_line(sp, dev, sizeof(dev)) < 0 || parse_majmin(dev, &ma, &mi) < 0)
 				continue;
-			dm_add_dep(x, ma, mi);
+			r = dml_add_dep(x, makedev(ma, mi), err);
 		}
 		if (sd)
 			closedir(sd);
 	}
 	globfree(&g);
+	if (r)
+		dml_free(d);
 	return r;
 }
 
-static void dm_quiet_log(int level, const char *file, int line, int dm_errno_or_class,
-			 const char *f, ...) __attribute__((format(printf, 5, 6)));
-static void dm_quiet_log(int level, const char *file, int line, int dm_errno_or_class,
-			 const char *f, ...)
+/* The first target of this type, or NULL (also without a table). */
+static const struct dml_target *dm_target(const struct dml_device *x, const char *type)
 {
-}
-
-static int dm_errno_means_no_dm(int e)
-{
-	return e == ENOENT || e == ENODEV || e == ENXIO;
-}
-
-/* This machine: DM_DEVICE_LIST, then DM_DEVICE_DEPS per device. */
-static int dm_list_libdm(struct dmdevs *d, struct dmr_err *err)
-{
-	if (access("/dev/mapper/control", F_OK) < 0 &&
-	    access("/sys/class/misc/device-mapper", F_OK) < 0)
-		return 0; /* no device-mapper in this kernel */
-
-	int r = 0;
-	dm_log_with_errno_init(dm_quiet_log);
-	struct dm_task *dmt = dm_task_create(DM_DEVICE_LIST);
-	if (!dmt) {
-		r = dmr_err_set(err, DMR_ENOMEM, "cannot create a device-mapper task");
-		goto out;
-	}
-	errno = 0;
-	if (!dm_task_run(dmt)) {
-		int e = errno;
-		if (!dm_errno_means_no_dm(e))
-			r = dmr_err_set(err, DMR_EIO, "cannot list device-mapper devices: %s",
-					e ? strerror(e) : "dm_task_run failed (not root?)");
-		goto out;
-	}
-	struct dm_names *names = dm_task_get_names(dmt);
-	if (names && names->dev) {
-		uint32_t next = 0;
-		do {
-			names = (struct dm_names *)((char *)names + next);
-			if (!dm_add(d, names->name, major(names->dev), minor(names->dev))) {
-				r = dmr_err_set(err, DMR_ENOMEM, "out of memory");
-				goto out;
-			}
-			next = names->next;
-		} while (next);
-	}
-	for (size_t i = 0; i < d->n; i++) {
-		struct dm_task *t = dm_task_create(DM_DEVICE_DEPS);
-		if (!t) {
-			r = dmr_err_set(err, DMR_ENOMEM, "cannot create a device-mapper task");
-			goto out;
-		}
-		struct dm_deps *deps;
-		if (dm_task_set_name(t, d->v[i].name) && dm_task_run(t) && (deps = dm_task_get_deps(t)))
-			for (uint32_t k = 0; k < deps->count; k++)
-				dm_add_dep(&d->v[i], major(deps->device[k]), minor(deps->device[k]));
-		/* A device removed meanwhile has no deps: its name still counts. */
-		dm_task_destroy(t);
-	}
-out:
-	if (dmt)
-		dm_task_destroy(dmt);
-	dm_log_with_errno_init(NULL);
-	return r;
+	for (size_t k = 0; k < x->nr_table; k++)
+		if (!strcmp(x->table[k].type, type))
+			return &x->table[k];
+	return NULL;
 }
 
 static int has_prefix(const char *name, const char *prefix)
@@ -501,46 +406,133 @@ static int has_prefix(const char *name, const char *prefix)
 	return !strncmp(name, prefix, l) && name[l] == '-';
 }
 
-/* Live: a name with our prefix, a device on our loops (the pool, whatever
- * its name: dm.thinpooldev or a moved HOME), or one stacked on a live one. */
-static int check_dm(const char *root, const char *prefix, const struct loops *loops,
-		    struct findings *f, struct dmr_err *err)
+struct dm_verdict {
+	dev_t *uses; /* what it sits on: deps, and the devices its table names */
+	size_t nr_uses, cap_uses;
+	int live;
+	enum live_kind kind;
+	/* Found through what it sits on: that device (a loop or a dm device),
+	 * for the message when its table says it is no thin pool or device. */
+	char on[140];
+};
+
+static int uses_add(struct dm_verdict *v, dev_t dev)
 {
-	struct dmdevs d = { NULL, 0, 0 };
-	int r = *root ? dm_list_sysfs(root, &d, err) : dm_list_libdm(&d, err);
-	if (r)
-		goto out;
-	for (size_t i = 0; i < d.n; i++) {
-		struct dmdev *x = &d.v[i];
-		if (prefix && has_prefix(x->name, prefix)) {
-			x->live = 1;
-			x->kind = !strcmp(x->name + strlen(prefix), "-pool") ? LIVE_DM_POOL : LIVE_DM_THIN;
+	dev_t *u = dmr_grow(v->uses, &v->cap_uses, v->nr_uses, sizeof(*u));
+	if (!u)
+		return -1;
+	v->uses = u;
+	v->uses[v->nr_uses++] = dev;
+	return 0;
+}
+
+/* The deps, and every "MAJ:MIN" word of the table's params: that is how
+ * thin and thin-pool targets name their pool and their metadata and data
+ * devices. -1: out of memory. */
+static int uses_collect(struct dm_verdict *v, const struct dml_device *x)
+{
+	for (size_t k = 0; k < x->nr_deps; k++)
+		if (uses_add(v, x->deps[k]) < 0)
+			return -1;
+	for (size_t k = 0; k < x->nr_table; k++)
+		for (const char *p = x->table[k].params; *p;) {
+			p += strspn(p, " ");
+			size_t len = strcspn(p, " ");
+			char word[32];
+			unsigned ma, mi;
+			if (len && len < sizeof(word)) {
+				memcpy(word, p, len);
+				word[len] = '\0';
+				if (parse_majmin(word, &ma, &mi) == 0 && uses_add(v, makedev(ma, mi)) < 0)
+					return -1;
+			}
+			p += len;
 		}
-		for (size_t k = 0; k < x->nr_deps; k++)
-			for (size_t l = 0; l < loops->n; l++)
-				if (x->deps[k][0] == loops->v[l].major && x->deps[k][1] == loops->v[l].minor) {
-					x->live = 1;
-					x->kind = LIVE_DM_POOL;
-				}
+	return 0;
+}
+
+static int dm_uses(const struct dm_verdict *v, dev_t dev)
+{
+	for (size_t k = 0; k < v->nr_uses; k++)
+		if (v->uses[k] == dev)
+			return 1;
+	return 0;
+}
+
+/* One line for a live device: its name and role. The role comes from the
+ * prefix, or from its table when the kernel gave one: a linear or crypt
+ * device on our loops is still live, but not "a thin pool". */
+static int dm_report(struct findings *f, const struct dml_device *x, const struct dm_verdict *v,
+		     struct dmr_err *err)
+{
+	const char *want = v->kind == LIVE_DM_POOL ? "thin-pool" : "thin";
+	if (v->on[0] && x->nr_table && !dm_target(x, want))
+		return add(f, v->kind, err, "dm device %s (%s) on %s is active in the kernel",
+			   x->name, x->table[0].type, v->on);
+	return add(f, v->kind, err, "%s %s is active in the kernel",
+		   v->kind == LIVE_DM_POOL ? "thin pool" : "thin device", x->name);
+}
+
+/* Live: a name with our prefix, a device on our loops (the pool, whatever
+ * its name: dm.thinpooldev or a moved HOME), or one on a live one (a thin
+ * device of the pool under another name, or anything stacked further).
+ * "On" is what the deps say, or a device its table names (the pool of a
+ * thin target, the metadata and data of a thin-pool target). */
+static int dm_analyse(const struct dml_list *d, const char *prefix, const struct loops *loops,
+		      struct findings *f, struct dmr_err *err)
+{
+	struct dm_verdict *v = calloc(d->n ? d->n : 1, sizeof(*v));
+	int r = 0;
+	if (!v)
+		return dmr_err_set(err, DMR_ENOMEM, "out of memory");
+	for (size_t i = 0; i < d->n; i++) {
+		const struct dml_device *x = &d->v[i];
+		if (uses_collect(&v[i], x) < 0) {
+			r = dmr_err_set(err, DMR_ENOMEM, "out of memory");
+			goto out;
+		}
+		if (prefix && has_prefix(x->name, prefix)) {
+			v[i].live = 1;
+			v[i].kind = !strcmp(x->name + strlen(prefix), "-pool") ? LIVE_DM_POOL : LIVE_DM_THIN;
+		}
+		for (size_t l = 0; l < loops->n; l++)
+			if (dm_uses(&v[i], makedev(loops->v[l].major, loops->v[l].minor))) {
+				v[i].live = 1;
+				v[i].kind = LIVE_DM_POOL;
+				snprintf(v[i].on, sizeof(v[i].on), "/dev/%s", loops->v[l].name);
+			}
 	}
 	for (int changed = 1; changed;) {
 		changed = 0;
-		for (size_t i = 0; i < d.n; i++)
-			for (size_t j = 0; !d.v[i].live && j < d.n; j++)
-				for (size_t k = 0; d.v[j].live && k < d.v[i].nr_deps; k++)
-					if (d.v[i].deps[k][0] == d.v[j].major && d.v[i].deps[k][1] == d.v[j].minor) {
-						d.v[i].live = 1;
-						d.v[i].kind = LIVE_DM_THIN;
-						changed = 1;
-						break;
-					}
+		for (size_t i = 0; i < d->n; i++)
+			for (size_t j = 0; !v[i].live && j < d->n; j++)
+				if (v[j].live && j != i && dm_uses(&v[i], d->v[j].dev)) {
+					v[i].live = 1;
+					v[i].kind = LIVE_DM_THIN;
+					snprintf(v[i].on, sizeof(v[i].on), "%s", d->v[j].name);
+					changed = 1;
+				}
 	}
-	for (size_t i = 0; !r && i < d.n; i++)
-		if (d.v[i].live)
-			r = add(f, d.v[i].kind, err, "%s %s is active in the kernel",
-				d.v[i].kind == LIVE_DM_POOL ? "thin pool" : "thin device", d.v[i].name);
+	for (size_t i = 0; !r && i < d->n; i++)
+		if (v[i].live)
+			r = dm_report(f, &d->v[i], &v[i], err);
 out:
-	free(d.v);
+	for (size_t i = 0; i < d->n; i++)
+		free(v[i].uses);
+	free(v);
+	return r;
+}
+
+/* The list from the kernel (through dmwrap), or from a fake root's sysfs. */
+static int check_dm(const struct live_ctx *c, const char *prefix, const struct loops *loops,
+		    struct findings *f, struct dmr_err *err)
+{
+	const char *root = sysroot(c);
+	struct dml_list d = { NULL, 0, 0, 0 };
+	int r = *root && !(c && c->dm_from_kernel) ? dm_list_sysfs(root, &d, err) : dml_read(&d, err);
+	if (!r)
+		r = dm_analyse(&d, prefix, loops, f, err);
+	dml_free(&d);
 	return r;
 }
 
@@ -635,7 +627,7 @@ int live_check(const struct live_ctx *c, const char *docker_root,
 	/* Loops are looked up first: the dm check needs their numbers. */
 	if ((r = check_procs(root, want_docker, want_cs, &f, err)) ||
 	    (r = check_loops(root, metadata_path, data_path, &loops, &loopf, err)) ||
-	    (r = check_dm(root, dm_prefix, &loops, &f, err)))
+	    (r = check_dm(c, dm_prefix, &loops, &f, err)))
 		goto fail;
 	for (size_t i = 0; i < loopf.n; i++)
 		if ((r = add(&f, loopf.v[i].kind, err, "%s", loopf.v[i].msg)))

@@ -5,8 +5,17 @@
  *
  * Like kmod's context, live_ctx takes a root directory: "" for this
  * machine, a fake tree in the tests (proc/, sys/, run/, var/run/ below it).
- * With a fake root the device-mapper list comes from
- * <root>/sys/block/dm-* instead of libdevmapper.
+ *
+ * The device-mapper check works on one list of devices (dmlist.h: name,
+ * number, deps, live table), whichever source filled it:
+ * - this machine: the kernel, through the libdevmapper wrapper (dmwrap.h:
+ *   DM_DEVICE_LIST, then DM_DEVICE_DEPS and DM_DEVICE_TABLE per device).
+ *   A kernel without device-mapper gives an empty list; a device removed
+ *   while we look still counts by its name; any other failure fails the
+ *   check. Tests link a scripted fake of the wrapper
+ *   (tests/unit/fake_dmwrap.c) and set dm_from_kernel.
+ * - a fake root: <root>/sys/block/dm-* (name, dev, slaves/ as deps; no
+ *   table), unless dm_from_kernel is set.
  *
  * Why each check: ../shared/docs/docker-devicemapper.md sections 2.2, 2.3,
  * 7.1 and 8. */
@@ -19,6 +28,7 @@
 
 struct live_ctx {
 	const char *sysroot; /* "" (or NULL): this machine */
+	int dm_from_kernel;  /* dm list from dmwrap even with a fake sysroot */
 };
 
 enum live_kind {
