@@ -35,7 +35,17 @@ static int errno_means_no_dm(int e)
  * silenced. 0 with *out to destroy; DMR_ENOENT when the device (or
  * device-mapper) is not there; DMR_EIO/DMR_ENOMEM otherwise, the message
  * for the caller to prefix with what it was doing. */
+static int run_task_prep(int type, const char *name, int (*prep)(struct dm_task *t, const void *arg),
+			 const void *arg, struct dm_task **out, struct dmr_err *err);
+
 static int run_task(int type, const char *name, struct dm_task **out, struct dmr_err *err)
+{
+	return run_task_prep(type, name, NULL, NULL, out, err);
+}
+
+/* run_task, with prep(t, arg) called before the task runs (0: failed). */
+static int run_task_prep(int type, const char *name, int (*prep)(struct dm_task *t, const void *arg),
+			 const void *arg, struct dm_task **out, struct dmr_err *err)
 {
 	*out = NULL;
 	if (!kernel_has_dm())
@@ -49,6 +59,10 @@ static int run_task(int type, const char *name, struct dm_task **out, struct dmr
 	}
 	if (name && !dm_task_set_name(t, name)) {
 		r = dmr_err_set(err, DMR_EIO, "bad device name");
+		goto out;
+	}
+	if (prep && !prep(t, arg)) {
+		r = dmr_err_set(err, DMR_ENOMEM, "cannot set up a device-mapper task");
 		goto out;
 	}
 	errno = 0;
@@ -151,4 +165,41 @@ int dmw_get_table(struct dml_device *d, struct dmr_err *err)
 	}
 	dm_task_destroy(t);
 	return r;
+}
+
+/* Removal: retried by libdevmapper while something (udev, blkid) holds the
+ * device briefly; udev's rules run and are waited for, as dmsetup does. */
+static int prep_remove(struct dm_task *t, const void *arg)
+{
+	uint32_t *cookie = (uint32_t *)arg;
+	return dm_task_retry_remove(t) && dm_task_set_cookie(t, cookie, 0);
+}
+
+int dmw_remove(const char *name, struct dmr_err *err)
+{
+	struct dm_task *t;
+	uint32_t cookie = 0;
+	int r = run_task_prep(DM_DEVICE_REMOVE, name, prep_remove, &cookie, &t, err);
+	if (cookie)
+		(void)dm_udev_wait(cookie);
+	if (r)
+		return dmr_err_prefix(err, "cannot remove %s", name);
+	dm_task_destroy(t);
+	return 0;
+}
+
+static int prep_cancel(struct dm_task *t, const void *arg)
+{
+	(void)arg;
+	return dm_task_set_sector(t, 0) && dm_task_set_message(t, "@cancel_deferred_remove");
+}
+
+int dmw_cancel_deferred_remove(const char *name, struct dmr_err *err)
+{
+	struct dm_task *t;
+	int r = run_task_prep(DM_DEVICE_TARGET_MSG, name, prep_cancel, NULL, &t, err);
+	if (r)
+		return dmr_err_prefix(err, "cannot cancel the deferred removal of %s", name);
+	dm_task_destroy(t);
+	return 0;
 }

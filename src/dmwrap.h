@@ -13,9 +13,8 @@
  * - DMR_ENOMEM.
  * libdevmapper's own log lines are silenced; the message says what failed.
  *
- * Later (issue 7, dmrescue teardown) the removals come here, by name and
- * with the same conventions: dmw_suspend, dmw_remove (optionally
- * deferred), dmw_cancel_deferred_remove. */
+ * The removals (dmrescue teardown) come here too, by name, with the same
+ * conventions. */
 #ifndef DMR_DMWRAP_H
 #define DMR_DMWRAP_H
 
@@ -31,5 +30,13 @@ int dmw_get_deps(struct dml_device *d, struct dmr_err *err);
 /* DM_DEVICE_TABLE on d->name: d->table (the live table; empty when the
  * device has none loaded) and d->uuid. */
 int dmw_get_table(struct dml_device *d, struct dmr_err *err);
+
+/* DM_DEVICE_REMOVE of name: retried while briefly busy, udev waited for.
+ * A device still open fails (DMR_EIO, "Device or resource busy"). */
+int dmw_remove(const char *name, struct dmr_err *err);
+
+/* "@cancel_deferred_remove" to name: a removal deferred until the last
+ * close no longer happens by itself (teardown removes it now instead). */
+int dmw_cancel_deferred_remove(const char *name, struct dmr_err *err);
 
 #endif

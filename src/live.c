@@ -42,6 +42,7 @@ static int add(struct findings *f, enum live_kind kind, struct dmr_err *err,
 		f->cap = cap;
 	}
 	struct live_finding *x = &f->v[f->n++];
+	memset(x, 0, sizeof(*x));
 	x->kind = kind;
 	x->overridable = kind == LIVE_DOCKERD || kind == LIVE_PODMAN_CRIO;
 	va_list ap;
@@ -328,6 +329,8 @@ static int check_loops(const char *root, const char *metadata_path, const char *
 		*slash = '\0';
 		const char *name = strrchr(g.gl_pathv[i], '/') + 1;
 		r = add(f, LIVE_LOOP, err, "loop device /dev/%s is backed by %s", name, which);
+		if (!r)
+			snprintf(f->v[f->n - 1].object, sizeof(f->v[f->n - 1].object), "/dev/%s", name);
 		if (r || loops->n == sizeof(loops->v) / sizeof(loops->v[0]))
 			continue;
 		struct loopdev *l = &loops->v[loops->n];
@@ -410,6 +413,7 @@ struct dm_verdict {
 	dev_t *uses; /* what it sits on: deps, and the devices its table names */
 	size_t nr_uses, cap_uses;
 	int live;
+	int level; /* stacking: 0 on our loops (or the named pool), +1 per device below */
 	enum live_kind kind;
 	/* Found through what it sits on: that device (a loop or a dm device),
 	 * for the message when its table says it is no thin pool or device. */
@@ -462,7 +466,7 @@ static int dm_uses(const struct dm_verdict *v, dev_t dev)
 /* One line for a live device: its name and role. The role comes from the
  * prefix, or from its table when the kernel gave one: a linear or crypt
  * device on our loops is still live, but not "a thin pool". */
-static int dm_report(struct findings *f, const struct dml_device *x, const struct dm_verdict *v,
+static int dm_report_msg(struct findings *f, const struct dml_device *x, const struct dm_verdict *v,
 		     struct dmr_err *err)
 {
 	const char *want = v->kind == LIVE_DM_POOL ? "thin-pool" : "thin";
@@ -471,6 +475,20 @@ static int dm_report(struct findings *f, const struct dml_device *x, const struc
 			   x->name, x->table[0].type, v->on);
 	return add(f, v->kind, err, "%s %s is active in the kernel",
 		   v->kind == LIVE_DM_POOL ? "thin pool" : "thin device", x->name);
+}
+
+static int dm_report(struct findings *f, const struct dml_device *x, const struct dm_verdict *v,
+		     const char *prefix, struct dmr_err *err)
+{
+	int r = dm_report_msg(f, x, v, err);
+	if (r)
+		return r;
+	struct live_finding *lf = &f->v[f->n - 1];
+	snprintf(lf->object, sizeof(lf->object), "%s", x->name);
+	lf->named = prefix && has_prefix(x->name, prefix);
+	lf->level = v->level;
+	lf->deferred = !!(x->flags & DML_DEFERRED_REMOVE);
+	return 0;
 }
 
 /* Live: a name with our prefix, a device on our loops (the pool, whatever
@@ -513,9 +531,24 @@ static int dm_analyse(const struct dml_list *d, const char *prefix, const struct
 					changed = 1;
 				}
 	}
+	/* Levels: a device is one above the highest live device it sits on;
+	 * one that sits on none (a named thin device whose deps the fake tree
+	 * does not give) is 1, unless it is the pool. At most n rounds: a
+	 * cycle (which the kernel does not allow) cannot loop. */
+	for (size_t i = 0; i < d->n; i++)
+		v[i].level = v[i].kind == LIVE_DM_POOL ? 0 : 1;
+	for (size_t round = 0, changed = 1; changed && round < d->n; round++) {
+		changed = 0;
+		for (size_t i = 0; i < d->n; i++)
+			for (size_t j = 0; v[i].live && j < d->n; j++)
+				if (j != i && v[j].live && dm_uses(&v[i], d->v[j].dev) && v[i].level <= v[j].level) {
+					v[i].level = v[j].level + 1;
+					changed = 1;
+				}
+	}
 	for (size_t i = 0; !r && i < d->n; i++)
 		if (v[i].live)
-			r = dm_report(f, &d->v[i], &v[i], err);
+			r = dm_report(f, &d->v[i], &v[i], prefix, err);
 out:
 	for (size_t i = 0; i < d->n; i++)
 		free(v[i].uses);
@@ -596,7 +629,8 @@ static int check_mounts(const char *root, const char *docker_root, struct findin
 		unescape_octal(mp);
 		size_t lw = strlen(want), lr = strlen(want_real);
 		if ((!strncmp(mp, want, lw) && mp[lw]) || (lr && !strncmp(mp, want_real, lr) && mp[lr]))
-			r = add(f, LIVE_MOUNT, err, "%s is mounted", mp);
+			if (!(r = add(f, LIVE_MOUNT, err, "%s is mounted", mp)))
+				snprintf(f->v[f->n - 1].object, sizeof(f->v[f->n - 1].object), "%s", mp);
 	}
 	if (!r && ferror(fp))
 		r = dmr_err_set(err, DMR_EIO, "cannot read %s", path);
@@ -629,9 +663,11 @@ int live_check(const struct live_ctx *c, const char *docker_root,
 	    (r = check_loops(root, metadata_path, data_path, &loops, &loopf, err)) ||
 	    (r = check_dm(c, dm_prefix, &loops, &f, err)))
 		goto fail;
-	for (size_t i = 0; i < loopf.n; i++)
+	for (size_t i = 0; i < loopf.n; i++) {
 		if ((r = add(&f, loopf.v[i].kind, err, "%s", loopf.v[i].msg)))
 			goto fail;
+		f.v[f.n - 1] = loopf.v[i];
+	}
 	if ((r = check_mounts(root, docker_root, &f, err)))
 		goto fail;
 	free(loopf.v);

@@ -44,6 +44,16 @@ struct live_finding {
 	enum live_kind kind;
 	int overridable; /* 1 only for the process checks (--force) */
 	char msg[400];   /* one line, no newline */
+	/* What teardown acts on: the dm device's name, "/dev/loopN", the
+	 * mount point, or the pid. */
+	char object[256];
+	/* dm devices: the name has the pool's prefix (Docker's own); the
+	 * stacking level (0 the pool, or whatever sits on our loops; 1 a thin
+	 * device on it; 2 something on that...): remove the highest first;
+	 * its removal was deferred until its last close (DML_DEFERRED_REMOVE). */
+	int named;
+	int level;
+	int deferred;
 };
 
 /* Looks for everything that is live for this pool. dm_prefix is
