@@ -57,6 +57,10 @@ int dk_bolt_delete(struct dk_bolt_bucket *b, const char *key);
  * limits, DMR_ENOMEM. */
 int dk_bolt_write(const struct dk_bolt_db *db, unsigned char **out, size_t *len, struct dmr_err *err);
 
+/* The meta page checksum: 64-bit FNV-1a (hash/fnv New64a) over the meta
+ * up to its checksum field. */
+uint64_t dk_bolt_fnv64a(const unsigned char *p, size_t n);
+
 /* 1 when the two trees hold the same keys, values, buckets and sequences. */
 int dk_bolt_equal(const struct dk_bolt_bucket *a, const struct dk_bolt_bucket *b);
 

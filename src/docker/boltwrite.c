@@ -64,16 +64,6 @@ static uint64_t get64(const unsigned char *p)
 	return v;
 }
 
-static uint64_t fnv64a(const unsigned char *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 /* n new zeroed pages; UINT64_MAX when out of memory (o->oom set). */
 static uint64_t alloc_pages(struct out *o, uint64_t n)
 {
@@ -285,7 +275,7 @@ static void write_meta(unsigned char *db, uint32_t ps, uint64_t which, uint64_t 
 	le64(m + 32, 2); /* the freelist page */
 	le64(m + 40, hwm);
 	le64(m + 48, txid);
-	le64(m + 56, fnv64a(m, 56));
+	le64(m + 56, dk_bolt_fnv64a(m, 56));
 }
 
 int dk_bolt_write(const struct dk_bolt_db *db, unsigned char **out, size_t *len, struct dmr_err *err)

@@ -103,7 +103,7 @@ static void problem(struct bolt *b, const char *fmt, ...)
 	}
 }
 
-static uint64_t fnv64a(const unsigned char *p, size_t n)
+uint64_t dk_bolt_fnv64a(const unsigned char *p, size_t n)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
 	for (size_t i = 0; i < n; i++) {
@@ -157,7 +157,7 @@ static int meta_read(const unsigned char *p, size_t avail, struct bolt_meta *m, 
 		snprintf(why, whylen, "version %u, expected %u", m->version, BOLT_VERSION);
 		return -1;
 	}
-	if (m->checksum != fnv64a(p + BOLT_PAGE_HDR, offsetof(struct bolt_meta, checksum))) {
+	if (m->checksum != dk_bolt_fnv64a(p + BOLT_PAGE_HDR, offsetof(struct bolt_meta, checksum))) {
 		snprintf(why, whylen, "bad checksum");
 		return -1;
 	}
