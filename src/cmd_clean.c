@@ -387,6 +387,18 @@ static int take_backup(struct clean *c, struct dmr_err *err)
 	return r;
 }
 
+/* Gives fd the mode, owner and xattrs of the file name in dfd (path, for
+ * messages, names it). */
+static int copy_attrs_of(int dfd, const char *name, int fd, const char *path, struct dmr_err *err)
+{
+	int ofd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (ofd < 0)
+		return dmr_err_set(err, DMR_EIO, "opening %s: %s", path, strerror(errno));
+	int r = fc_copy_attrs(ofd, fd, path, err);
+	close(ofd);
+	return r;
+}
+
 /* repositories.json without the dropped references: Docker's layout
  * {"Repositories": {name: {ref: id}}}, empty names dropped. */
 static int rewrite_repos(struct clean *c, const char *rel, struct dmr_err *err)
@@ -439,15 +451,8 @@ static int rewrite_repos(struct clean *c, const char *rel, struct dmr_err *err)
 	int fd = r ? r : sio_create(dfd, tmpname, 0, 0600, path, err);
 	if (!r && fd < 0)
 		r = fd;
-	if (!r) {
-		int ofd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (ofd < 0)
-			r = dmr_err_set(err, DMR_EIO, "opening %s: %s", path, strerror(errno));
-		else
-			r = fc_copy_attrs(ofd, fd, path, err);
-		if (ofd >= 0)
-			close(ofd);
-	}
+	if (!r)
+		r = copy_attrs_of(AT_FDCWD, path, fd, path, err);
 	if (!r) {
 		r = sio_pwrite(fd, text, strlen(text), 0, path, err);
 		if (!r)
@@ -482,13 +487,7 @@ static int replace_file(const char *path, const char *tmpname, const void *data,
 	int fd = sio_create(dfd, tmpname, 0, 0600, path, err);
 	int r = fd < 0 ? fd : 0;
 	if (!r) {
-		int ofd = openat(dfd, base, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (ofd < 0)
-			r = dmr_err_set(err, DMR_EIO, "opening %s: %s", path, strerror(errno));
-		else
-			r = fc_copy_attrs(ofd, fd, path, err);
-		if (ofd >= 0)
-			close(ofd);
+		r = copy_attrs_of(dfd, base, fd, path, err);
 		if (!r)
 			r = sio_pwrite(fd, data, len, 0, path, err);
 		if (!r)

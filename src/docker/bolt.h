@@ -33,6 +33,8 @@ struct dk_bolt_bucket {
 	struct dk_bolt_item *items;
 	size_t n, cap;
 	uint64_t sequence; /* NextSequence's counter, kept as is */
+	int never_inline;  /* dk_bolt_write: pages of its own even when it would fit inline
+			    * (as bbolt leaves a bucket it did not touch); 0 from dk_bolt_load */
 };
 
 struct dk_bolt_db {
@@ -56,6 +58,23 @@ int dk_bolt_delete(struct dk_bolt_bucket *b, const char *key);
  * malloc'd, *len bytes. DMR_EUSAGE for a key or value beyond bbolt's
  * limits, DMR_ENOMEM. */
 int dk_bolt_write(const struct dk_bolt_db *db, unsigned char **out, size_t *len, struct dmr_err *err);
+
+/* Layouts bbolt makes over a database's life that a fresh write does not,
+ * for tests of the reader (tests/fixtures/buildkit/boltwriter.c). */
+struct dk_bolt_write_opts {
+	size_t leaf_fill;                   /* bytes of a leaf node before the next one starts: the page size
+					     * when 0; more gives one leaf with overflow pages */
+	const struct dk_bolt_bucket *older; /* a second tree, written first, for the older meta page; NULL:
+					     * both meta pages point at db's tree */
+};
+
+/* dk_bolt_write with opts (NULL: as dk_bolt_write). */
+int dk_bolt_write_with(const struct dk_bolt_db *db, const struct dk_bolt_write_opts *opts, unsigned char **out,
+		       size_t *len, struct dmr_err *err);
+
+/* The meta page checksum: 64-bit FNV-1a (hash/fnv New64a) over the meta
+ * up to its checksum field. */
+uint64_t dk_bolt_fnv64a(const unsigned char *p, size_t n);
 
 /* 1 when the two trees hold the same keys, values, buckets and sequences. */
 int dk_bolt_equal(const struct dk_bolt_bucket *a, const struct dk_bolt_bucket *b);

@@ -1,6 +1,7 @@
 /* dk_bolt_write: a whole new bbolt file from a tree (docker/bolt.h).
- * Promoted from the test writer (tests/fixtures/buildkit/boltwriter.c),
- * with bounds and errors instead of aborts. Layout, as a fresh bbolt
+ * Promoted from the test writer, with bounds and errors instead of aborts;
+ * the tests' files (tests/fixtures/buildkit/boltwriter.c) are written here
+ * too, through dk_bolt_write_with's layout choices. Layout, as a fresh bbolt
  * database compacted by 'bbolt compact' would have it: meta pages 0 and 1,
  * an empty freelist at page 2, then each bucket's pages, children before
  * parents; leaves filled up to a page, keys of a branch element the first
@@ -26,6 +27,7 @@ struct out {
 	uint64_t next; /* next free page id */
 	size_t cap_pages;
 	uint32_t ps;
+	size_t leaf_fill; /* bytes per leaf node (dk_bolt_write_opts) */
 	int oom, too_big;
 };
 
@@ -62,16 +64,6 @@ static uint64_t get64(const unsigned char *p)
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | p[i];
 	return v;
-}
-
-static uint64_t fnv64a(const unsigned char *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
 }
 
 /* n new zeroed pages; UINT64_MAX when out of memory (o->oom set). */
@@ -160,14 +152,14 @@ static uint64_t write_node(struct out *o, int leaf, const struct elem *e, size_t
 	return id;
 }
 
-/* Splits e into nodes of at most a page (one element at least), writes
- * them, and puts the first key and page of each in next. */
+/* Splits e into nodes of at most a page (leaves: o->leaf_fill; one element
+ * at least), writes them, and puts the first key and page of each in next. */
 static size_t write_level(struct out *o, int leaf, const struct elem *e, size_t n, struct elem *next)
 {
-	size_t nr = 0, start = 0, bytes = PAGE_HDR;
+	size_t nr = 0, start = 0, bytes = PAGE_HDR, fill = leaf ? o->leaf_fill : o->ps;
 	for (size_t i = 0; i <= n; i++) {
 		size_t need = i < n ? elem_size(leaf, &e[i]) : 0;
-		if (i == n || (i > start && (bytes + need > o->ps || i - start >= MAX_ELEMS))) {
+		if (i == n || (i > start && (bytes + need > fill || i - start >= MAX_ELEMS))) {
 			if (start < n)
 				next[nr] = (struct elem){ .key = e[start].key, .klen = e[start].klen };
 			else
@@ -201,7 +193,7 @@ static unsigned char *write_bucket(struct out *o, const struct dk_bolt_bucket *b
 		o->oom = 1;
 		goto out;
 	}
-	int inlineable = !is_root;
+	int inlineable = !is_root && !b->never_inline;
 	for (size_t i = 0; i < b->n; i++) {
 		const struct dk_bolt_item *it = &b->items[i];
 		if (it->klen == 0 || it->klen > DK_BOLT_MAX_KEY || it->vlen > DK_BOLT_MAX_VALUE) {
@@ -285,37 +277,58 @@ static void write_meta(unsigned char *db, uint32_t ps, uint64_t which, uint64_t 
 	le64(m + 32, 2); /* the freelist page */
 	le64(m + 40, hwm);
 	le64(m + 48, txid);
-	le64(m + 56, fnv64a(m, 56));
+	le64(m + 56, dk_bolt_fnv64a(m, 56));
+}
+
+/* The root page of tree b, written as the root bucket; UINT64_MAX on
+ * failure (o says why). */
+static uint64_t write_root(struct out *o, const struct dk_bolt_bucket *b)
+{
+	size_t vlen = 0;
+	unsigned char *v = o->oom ? NULL : write_bucket(o, b, 1, &vlen, 0);
+	if (!v)
+		return UINT64_MAX;
+	uint64_t root = get64(v);
+	free(v);
+	return root;
 }
 
 int dk_bolt_write(const struct dk_bolt_db *db, unsigned char **out, size_t *len, struct dmr_err *err)
+{
+	return dk_bolt_write_with(db, NULL, out, len, err);
+}
+
+int dk_bolt_write_with(const struct dk_bolt_db *db, const struct dk_bolt_write_opts *opts, unsigned char **out,
+		       size_t *len, struct dmr_err *err)
 {
 	*out = NULL;
 	*len = 0;
 	uint32_t ps = db->page_size ? db->page_size : 4096;
 	if (ps < 512 || ps > 65536 || (ps & (ps - 1)))
 		return dmr_err_set(err, DMR_EUSAGE, "bbolt page size %u is not a power of two in 512..65536", ps);
-	struct out o = { .ps = ps };
+	const struct dk_bolt_bucket *older = opts ? opts->older : NULL;
+	struct out o = { .ps = ps, .leaf_fill = opts && opts->leaf_fill ? opts->leaf_fill : ps };
 	alloc_pages(&o, 3); /* meta 0, meta 1, freelist */
-	size_t vlen = 0;
-	unsigned char *v = o.oom ? NULL : write_bucket(&o, db->root, 1, &vlen, 0);
-	if (!v) {
+	uint64_t old_root = older ? write_root(&o, older) : 0;
+	uint64_t root = old_root == UINT64_MAX ? old_root : write_root(&o, db->root);
+	if (root == UINT64_MAX) {
 		free(o.buf);
 		if (o.oom)
 			return dmr_err_set(err, DMR_ENOMEM, "out of memory writing the bbolt database");
 		return dmr_err_set(err, DMR_EUSAGE, "the bbolt database has a key or value beyond bbolt's limits, "
 				   "or is too big");
 	}
-	uint64_t root = get64(v);
-	free(v);
 	unsigned char *fl = o.buf + 2 * (size_t)ps;
 	le64(fl, 2);
 	le16(fl + 8, FLAG_FREELIST);
 	/* bbolt writes txid t into meta page t % 2; the other one, one
-	 * transaction older, points at the same tree. */
+	 * transaction older, points at the same tree (or at older). */
 	uint64_t txid = db->txid + 1;
 	write_meta(o.buf, ps, txid % 2, root, db->root->sequence, o.next, txid);
-	write_meta(o.buf, ps, (txid + 1) % 2, root, db->root->sequence, o.next, txid - 1);
+	if (older)
+		write_meta(o.buf, ps, (txid + 1) % 2, old_root, older->sequence, o.next, txid - 1);
+	else
+		write_meta(o.buf, ps, (txid + 1) % 2, root, db->root->sequence, o.next, txid - 1);
 	*out = o.buf;
 	*len = (size_t)o.next * ps;
 	return 0;

@@ -103,7 +103,7 @@ static void problem(struct bolt *b, const char *fmt, ...)
 	}
 }
 
-static uint64_t fnv64a(const unsigned char *p, size_t n)
+uint64_t dk_bolt_fnv64a(const unsigned char *p, size_t n)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
 	for (size_t i = 0; i < n; i++) {
@@ -157,7 +157,7 @@ static int meta_read(const unsigned char *p, size_t avail, struct bolt_meta *m, 
 		snprintf(why, whylen, "version %u, expected %u", m->version, BOLT_VERSION);
 		return -1;
 	}
-	if (m->checksum != fnv64a(p + BOLT_PAGE_HDR, offsetof(struct bolt_meta, checksum))) {
+	if (m->checksum != dk_bolt_fnv64a(p + BOLT_PAGE_HDR, offsetof(struct bolt_meta, checksum))) {
 		snprintf(why, whylen, "bad checksum");
 		return -1;
 	}
@@ -386,6 +386,30 @@ static int walk_bucket(struct bolt *b, const char *where, const unsigned char *k
 	return walk_pgid(b, root, name, depth + 1, fn, ctx);
 }
 
+/* Starts a walk of the file: its newest valid meta in *m, the pages it may
+ * reach (a truncated file is a problem, and its pages that remain are still
+ * read) and the map of pages reached (b->seen, for the caller to free). */
+static int bolt_open(struct bolt *b, struct bolt_meta *m, const unsigned char *db, size_t len, struct dmr_err *err)
+{
+	dmr_err_clear(err);
+	if (len == 0)
+		return dmr_err_set(err, DMR_ECORRUPT, "empty file, not a bbolt database");
+	*b = (struct bolt){ .db = db, .len = len };
+	*m = (struct bolt_meta){ 0 };
+	int r = meta_pick(b, m, err);
+	if (r)
+		return r;
+	uint64_t file_pages = len / b->page_size;
+	b->nr_pages = m->pgid < file_pages ? m->pgid : file_pages;
+	if (m->pgid > file_pages)
+		problem(b, "the database has %llu pages of %u bytes but the file holds %llu: truncated",
+			(unsigned long long)m->pgid, b->page_size, (unsigned long long)file_pages);
+	b->seen = calloc((size_t)(b->nr_pages / 8 + 1), 1);
+	if (!b->seen)
+		return dmr_err_set(err, DMR_ENOMEM, "out of memory for %llu pages", (unsigned long long)b->nr_pages);
+	return 0;
+}
+
 /* ---- the whole tree (docker/bolt.h) ---- */
 
 struct tree_ctx {
@@ -481,24 +505,14 @@ void dk_bolt_db_free(struct dk_bolt_db *db)
 int dk_bolt_load(const unsigned char *db, size_t len, struct dk_bolt_db *out, struct dmr_err *err)
 {
 	memset(out, 0, sizeof(*out));
-	dmr_err_clear(err);
-	if (len == 0)
-		return dmr_err_set(err, DMR_ECORRUPT, "empty file, not a bbolt database");
-	struct bolt b = { .db = db, .len = len };
-	struct bolt_meta m = { 0 };
-	int r = meta_pick(&b, &m, err);
+	struct bolt b;
+	struct bolt_meta m;
+	int r = bolt_open(&b, &m, db, len, err);
 	if (r)
 		return r;
-	uint64_t file_pages = len / b.page_size;
-	b.nr_pages = m.pgid < file_pages ? m.pgid : file_pages;
-	if (m.pgid > file_pages)
-		problem(&b, "the database has %llu pages of %u bytes but the file holds %llu: truncated",
-			(unsigned long long)m.pgid, b.page_size, (unsigned long long)file_pages);
-	b.seen = calloc((size_t)(b.nr_pages / 8 + 1), 1);
 	struct dk_bolt_bucket *root = calloc(1, sizeof(*root));
-	if (!b.seen || !root) {
+	if (!root) {
 		free(b.seen);
-		free(root);
 		return dmr_err_set(err, DMR_ENOMEM, "out of memory for %llu pages", (unsigned long long)b.nr_pages);
 	}
 	root->sequence = m.root.sequence;
@@ -712,24 +726,11 @@ int dk_buildkit_parse(const unsigned char *db, size_t len, struct dk_buildkit_sn
 {
 	*out = NULL;
 	*nr = 0;
-	dmr_err_clear(err);
-	if (len == 0)
-		return dmr_err_set(err, DMR_ECORRUPT, "empty file, not a bbolt database");
-
-	struct bolt b = { .db = db, .len = len };
-	struct bolt_meta m = { 0 };
-	int r = meta_pick(&b, &m, err);
+	struct bolt b;
+	struct bolt_meta m;
+	int r = bolt_open(&b, &m, db, len, err);
 	if (r)
 		return r;
-
-	uint64_t file_pages = len / b.page_size;
-	b.nr_pages = m.pgid < file_pages ? m.pgid : file_pages;
-	if (m.pgid > file_pages)
-		problem(&b, "the database has %llu pages of %u bytes but the file holds %llu: truncated",
-			(unsigned long long)m.pgid, b.page_size, (unsigned long long)file_pages);
-	b.seen = calloc((size_t)(b.nr_pages / 8 + 1), 1);
-	if (!b.seen)
-		return dmr_err_set(err, DMR_ENOMEM, "out of memory for %llu pages", (unsigned long long)b.nr_pages);
 
 	struct snaps ss = { 0 };
 	r = walk_pgid(&b, m.root.root, "the meta page's root bucket", 0, snapshot_bucket, &ss);

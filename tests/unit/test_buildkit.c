@@ -54,7 +54,7 @@ static void make_want(unsigned i, struct want *w)
 		chain_id(i, w->chainid);
 }
 
-static void add_want(struct bw_bucket *root, const struct want *w)
+static void add_want(struct dk_bolt_bucket *root, const struct want *w)
 {
 	bw_snapshot(root, w->key, w->parent, w->committed ? w->key : NULL, w->chainid[0] ? w->chainid : NULL,
 		    "4096");
@@ -92,7 +92,7 @@ static void expect_snapshots(const struct dk_buildkit_snapshot *s, size_t nr, st
 static unsigned char *build_n(unsigned n, const struct bw_opts *o, size_t *len, struct bw_layout *lay,
 			      struct want **wants)
 {
-	struct bw_bucket *root = bw_bucket_new();
+	struct dk_bolt_bucket *root = bw_bucket_new();
 	struct want *w = calloc(n ? n : 1, sizeof(*w));
 	assert_non_null(w);
 	for (unsigned i = 0; i < n; i++) {
@@ -167,7 +167,7 @@ static unsigned char *elem(unsigned char *p, unsigned i)
 static void test_few(void **state)
 {
 	(void)state;
-	struct bw_bucket *root = bw_bucket_new();
+	struct dk_bolt_bucket *root = bw_bucket_new();
 	/* Prepare(a, ""), Prepare(b, a), Commit(c, b), EnsureLayer(c) */
 	bw_snapshot(root, "bbbbbbbbbbbbbbbbbbbbbbbbb", "aaaaaaaaaaaaaaaaaaaaaaaaa", NULL, NULL, NULL);
 	bw_snapshot(root, "aaaaaaaaaaaaaaaaaaaaaaaaa", "", NULL, NULL, "123");
@@ -239,23 +239,23 @@ static void test_many_branch(void **state)
 static void test_inline_and_page_buckets(void **state)
 {
 	(void)state;
-	struct bw_bucket *root = bw_bucket_new();
+	struct dk_bolt_bucket *root = bw_bucket_new();
 	/* inline */
 	bw_snapshot(root, "inline00000000000000000000", "p1", NULL, NULL, NULL);
 	/* forced onto its own page */
-	struct bw_bucket *pg = bw_sub(root, "paged000000000000000000000");
+	struct dk_bolt_bucket *pg = bw_sub(root, "paged000000000000000000000");
 	pg->never_inline = 1;
 	bw_put_str(pg, "parent", "p2");
 	bw_put_str(pg, "committed", "x");
 	/* too big to be inline (> page size / 4): a page of its own */
-	struct bw_bucket *big = bw_sub(root, "big00000000000000000000000");
+	struct dk_bolt_bucket *big = bw_sub(root, "big00000000000000000000000");
 	char pad[1500];
 	memset(pad, 'z', sizeof(pad));
 	bw_put(big, "aaa-unknown", pad, sizeof(pad));
 	bw_put_str(big, "chainid", "sha256:big");
 	/* a value bigger than a page: the leaf has overflow pages and the
 	 * keys after it live there */
-	struct bw_bucket *ovf = bw_sub(root, "overflow000000000000000000");
+	struct dk_bolt_bucket *ovf = bw_sub(root, "overflow000000000000000000");
 	static char blob[10000];
 	memset(blob, 'q', sizeof(blob));
 	bw_put(ovf, "blob", blob, sizeof(blob));
@@ -263,9 +263,9 @@ static void test_inline_and_page_buckets(void **state)
 	bw_put_str(ovf, "iscommitted", "1");
 	/* things Docker does not write: ignored */
 	bw_put_str(root, "plainkey", "plainvalue");
-	struct bw_bucket *nested = bw_sub(root, "nested000000000000000000000");
+	struct dk_bolt_bucket *nested = bw_sub(root, "nested000000000000000000000");
 	bw_put_str(nested, "parent", "p5");
-	struct bw_bucket *deeper = bw_sub(nested, "sub");
+	struct dk_bolt_bucket *deeper = bw_sub(nested, "sub");
 	bw_put_str(deeper, "parent", "not-this-one");
 
 	size_t len, nr;
@@ -326,7 +326,7 @@ static void test_meta_choice(void **state)
 {
 	(void)state;
 	for (int newer = 0; newer < 2; newer++) {
-		struct bw_bucket *oldb = bw_bucket_new(), *newb = bw_bucket_new();
+		struct dk_bolt_bucket *oldb = bw_bucket_new(), *newb = bw_bucket_new();
 		struct want w[3];
 		for (unsigned i = 0; i < 3; i++) {
 			make_want(i, &w[i]);
@@ -661,11 +661,11 @@ static unsigned char *find_elem(unsigned char *p, const char *k)
 static void test_bad_buckets(void **state)
 {
 	(void)state;
-	struct bw_bucket *root = bw_bucket_new();
+	struct dk_bolt_bucket *root = bw_bucket_new();
 	bw_snapshot(root, "aaaa", "p", NULL, NULL, NULL);
 	bw_put(root, "short", "12345678", 8);
 	bw_snapshot(root, "zzzz", "q", NULL, NULL, NULL);
-	struct bw_bucket *pg = bw_sub(root, "paged");
+	struct dk_bolt_bucket *pg = bw_sub(root, "paged");
 	pg->never_inline = 1;
 	bw_put_str(pg, "parent", "r");
 	size_t len, nr;
@@ -784,13 +784,13 @@ static void test_random_damage(void **state)
 static void test_bolt_roundtrip(void **state)
 {
 	(void)state;
-	struct bw_bucket *root = bw_bucket_new();
+	struct dk_bolt_bucket *root = bw_bucket_new();
 	char k[32];
 	static char big[9000];
 	memset(big, 'v', sizeof(big));
 	for (int i = 0; i < 700; i++) {
 		snprintf(k, sizeof(k), "snap%05d", i);
-		struct bw_bucket *b = bw_sub(root, k);
+		struct dk_bolt_bucket *b = bw_sub(root, k);
 		bw_put_str(b, "parent", i ? "x" : "");
 		if (i % 50 == 0)
 			bw_put(b, "blob", big, sizeof(big));
@@ -834,15 +834,15 @@ static void test_bolt_roundtrip(void **state)
 static void test_buildkit_refs(void **state)
 {
 	(void)state;
-	struct bw_bucket *cache = bw_bucket_new(), *lease = bw_bucket_new();
-	struct bw_bucket *main_ = bw_sub(cache, "_main");
+	struct dk_bolt_bucket *cache = bw_bucket_new(), *lease = bw_bucket_new();
+	struct dk_bolt_bucket *main_ = bw_sub(cache, "_main");
 	bw_put_str(bw_sub(main_, "rec1"), "cache.snapshot", "{\"value\":\"snapA\"}");
-	struct bw_bucket *r2 = bw_sub(main_, "rec2"); /* no cache.snapshot: the record id */
+	struct dk_bolt_bucket *r2 = bw_sub(main_, "rec2"); /* no cache.snapshot: the record id */
 	bw_put_str(r2, "cache.mergeParents", "{\"value\":[\"rec1\",\"snapM\"],\"index\":\"x\"}");
 	bw_put_str(r2, "cache.size", "{\"value\":42}");
 	bw_sub(cache, "_index");
-	struct bw_bucket *ns = bw_sub(bw_sub(lease, "v1"), "buildkit");
-	struct bw_bucket *leases = bw_sub(ns, "leases");
+	struct dk_bolt_bucket *ns = bw_sub(bw_sub(lease, "v1"), "buildkit");
+	struct dk_bolt_bucket *leases = bw_sub(ns, "leases");
 	bw_put(bw_sub(bw_sub(leases, "lease1"), "snapshots"), "x", "", 0);
 	bw_put(bw_sub(bw_sub(bw_sub(leases, "lease2"), "snapshots"), "default"), "snapL", "", 0);
 	size_t clen, llen;

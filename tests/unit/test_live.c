@@ -1,12 +1,11 @@
 /* live: the guards against fake roots (proc/, sys/, run/ in a temp dir),
  * the lock, and one run against this machine. */
 #include "unit.h"
-#include "dktree.h"
+#include "liveroot.h"
 
 #include <errno.h>
 #include <sys/stat.h>
 
-#include "live.h"
 
 #define PREFIX "docker-8:1-1234"
 
@@ -15,34 +14,23 @@ struct expect {
 	const char *msg;
 };
 
-static void print_findings(const struct live_finding *f, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		fprintf(stderr, "  finding %zu: kind %d%s: %s\n", i, (int)f[i].kind,
-			f[i].overridable ? " (overridable)" : "", f[i].msg);
-}
-
 /* live_check on the fake root <root>/sys-root must give exactly ex[]. */
 static void check_exact(const char *root, const char *meta, const char *data, const char *prefix,
 			const struct expect *ex, size_t nex)
 {
-	char sysroot[4200], droot[4200];
-	snprintf(sysroot, sizeof(sysroot), "%s/sysroot", root);
-	snprintf(droot, sizeof(droot), "%s/docker", root);
-	struct live_ctx c = { .sysroot = sysroot };
 	struct live_finding *f = NULL;
 	size_t n = 99;
 	struct dmr_err err = { 0 };
-	int r = live_check(&c, droot, meta, data, prefix, &f, &n, &err);
+	int r = lvr_check(root, 0, meta, data, prefix, &f, &n, &err);
 	if (r)
 		fail_msg("live_check = %d: %s", r, err.msg);
 	if (n != nex) {
-		print_findings(f, n);
+		lvr_print_findings(f, n);
 		fail_msg("%zu findings, expected %zu", n, nex);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (f[i].kind != ex[i].kind || strcmp(f[i].msg, ex[i].msg)) {
-			print_findings(f, n);
+			lvr_print_findings(f, n);
 			fail_msg("finding %zu: expected kind %d \"%s\"", i, (int)ex[i].kind, ex[i].msg);
 		}
 		assert_int_equal(f[i].overridable,
@@ -72,21 +60,12 @@ static void clean_root(const char *root)
 	dkt_write(root, "docker/devicemapper/metadata", "m");
 }
 
-static char *rel(const char *root, const char *r)
-{
-	static char buf[2][4200];
-	static int k;
-	k ^= 1;
-	snprintf(buf[k], sizeof(buf[k]), "%s/%s", root, r);
-	return buf[k];
-}
-
 static void test_clean(void **state)
 {
 	const char *root = *state;
 	clean_root(root);
-	check_exact(root, rel(root, "docker/devicemapper/metadata"),
-		    rel(root, "docker/devicemapper/data"), PREFIX, NULL, 0);
+	check_exact(root, lvr_path(root, "docker/devicemapper/metadata"),
+		    lvr_path(root, "docker/devicemapper/data"), PREFIX, NULL, 0);
 	check_exact(root, NULL, NULL, NULL, NULL, 0);
 	/* a stale pid file (dead pid) and one whose pid now is init */
 	dkt_write(root, "sysroot/var/run/docker.pid", "4321\n");
@@ -98,7 +77,7 @@ static void test_no_proc(void **state)
 {
 	const char *root = *state;
 	dkt_mkdir(root, "sysroot");
-	struct live_ctx c = { .sysroot = rel(root, "sysroot") };
+	struct live_ctx c = { .sysroot = lvr_path(root, "sysroot") };
 	struct live_finding *f = NULL;
 	size_t n = 0;
 	struct dmr_err err = { 0 };
@@ -171,18 +150,18 @@ static void test_loops(void **state)
 {
 	const char *root = *state;
 	clean_root(root);
-	char *data = strdup(rel(root, "docker/devicemapper/data"));
-	char *meta = strdup(rel(root, "docker/devicemapper/metadata"));
+	char *data = strdup(lvr_path(root, "docker/devicemapper/data"));
+	char *meta = strdup(lvr_path(root, "docker/devicemapper/metadata"));
 	assert_non_null(data);
 	assert_non_null(meta);
 	dkt_write(root, "sysroot/sys/block/loop0/loop/backing_file", data);
 	/* the same file under another spelling: matched by st_dev/st_ino */
 	dkt_write(root, "sysroot/sys/block/loop1/dev", "7:1\n");
 	dkt_write(root, "sysroot/sys/block/loop1/loop/backing_file",
-		  rel(root, "docker/./devicemapper//metadata\n"));
+		  lvr_path(root, "docker/./devicemapper//metadata\n"));
 	/* someone else's */
 	dkt_write(root, "other-file", "x");
-	dkt_write(root, "sysroot/sys/block/loop2/loop/backing_file", rel(root, "other-file\n"));
+	dkt_write(root, "sysroot/sys/block/loop2/loop/backing_file", lvr_path(root, "other-file\n"));
 	const struct expect ex[] = {
 		{ LIVE_LOOP, "" }, { LIVE_LOOP, "" },
 	};
@@ -213,7 +192,7 @@ static void test_dm(void **state)
 {
 	const char *root = *state;
 	clean_root(root);
-	char *data = strdup(rel(root, "docker/devicemapper/data"));
+	char *data = strdup(lvr_path(root, "docker/devicemapper/data"));
 	assert_non_null(data);
 	dkt_write(root, "sysroot/sys/block/loop0/loop/backing_file", data);
 	/* our pool, by name and on our loop */
@@ -257,9 +236,9 @@ static void test_mounts(void **state)
 {
 	const char *root = *state;
 	clean_root(root);
-	char *droot = strdup(rel(root, "docker"));
+	char *droot = strdup(lvr_path(root, "docker"));
 	assert_non_null(droot);
-	FILE *fp = fopen(rel(root, "sysroot/proc/self/mountinfo"), "w");
+	FILE *fp = fopen(lvr_path(root, "sysroot/proc/self/mountinfo"), "w");
 	assert_non_null(fp);
 	fprintf(fp, "22 1 253:0 / / rw,relatime shared:1 - xfs /dev/vda1 rw\n");
 	fprintf(fp, "90 22 253:7 / %s/devicemapper/mnt rw - xfs /dev/vda1 rw\n", droot);
@@ -276,7 +255,7 @@ static void test_mounts(void **state)
 	check_exact(root, NULL, NULL, PREFIX, ex, 2);
 
 	/* the root given with a trailing slash, and through a symlink */
-	struct live_ctx c = { .sysroot = rel(root, "sysroot") };
+	struct live_ctx c = { .sysroot = lvr_path(root, "sysroot") };
 	struct live_finding *f = NULL;
 	size_t n = 0;
 	struct dmr_err err = { 0 };
@@ -286,7 +265,7 @@ static void test_mounts(void **state)
 	assert_int_equal(n, 2);
 	free(f);
 	dkt_symlink(root, "link", "docker");
-	assert_int_equal(live_check(&c, rel(root, "link"), NULL, NULL, PREFIX, &f, &n, &err), 0);
+	assert_int_equal(live_check(&c, lvr_path(root, "link"), NULL, NULL, PREFIX, &f, &n, &err), 0);
 	assert_int_equal(n, 2);
 	free(f);
 	free(droot);
@@ -298,28 +277,28 @@ static void test_everything(void **state)
 	clean_root(root);
 	dkt_write(root, "sysroot/proc/1234/comm", "dockerd\n");
 	dkt_write(root, "sysroot/sys/block/dm-1/dm/name", PREFIX "-pool\n");
-	dkt_write(root, "sysroot/sys/block/loop0/loop/backing_file", rel(root, "docker/devicemapper/data"));
-	FILE *fp = fopen(rel(root, "sysroot/proc/self/mountinfo"), "a");
+	dkt_write(root, "sysroot/sys/block/loop0/loop/backing_file", lvr_path(root, "docker/devicemapper/data"));
+	FILE *fp = fopen(lvr_path(root, "sysroot/proc/self/mountinfo"), "a");
 	assert_non_null(fp);
-	fprintf(fp, "92 22 253:2 / %s/devicemapper/mnt/%s rw - xfs /dev/mapper/x rw\n", rel(root, "docker"), HA);
+	fprintf(fp, "92 22 253:2 / %s/devicemapper/mnt/%s rw - xfs /dev/mapper/x rw\n", lvr_path(root, "docker"), HA);
 	assert_int_equal(fclose(fp), 0);
 	char loop[400], mnt[400];
-	snprintf(loop, sizeof(loop), "loop device /dev/loop0 is backed by %s", rel(root, "docker/devicemapper/data"));
-	snprintf(mnt, sizeof(mnt), "%s/devicemapper/mnt/%s is mounted", rel(root, "docker"), HA);
+	snprintf(loop, sizeof(loop), "loop device /dev/loop0 is backed by %s", lvr_path(root, "docker/devicemapper/data"));
+	snprintf(mnt, sizeof(mnt), "%s/devicemapper/mnt/%s is mounted", lvr_path(root, "docker"), HA);
 	const struct expect ex[] = {
 		{ LIVE_DOCKERD, "dockerd is running (pid 1234): stop Docker first" },
 		{ LIVE_DM_POOL, "thin pool " PREFIX "-pool is active in the kernel" },
 		{ LIVE_LOOP, loop },
 		{ LIVE_MOUNT, mnt },
 	};
-	check_exact(root, rel(root, "docker/devicemapper/metadata"), rel(root, "docker/devicemapper/data"),
+	check_exact(root, lvr_path(root, "docker/devicemapper/metadata"), lvr_path(root, "docker/devicemapper/data"),
 		    PREFIX, ex, 4);
 }
 
 static void test_lock(void **state)
 {
 	const char *root = *state;
-	char *droot = strdup(rel(root, "docker"));
+	char *droot = strdup(lvr_path(root, "docker"));
 	assert_non_null(droot);
 	struct dmr_err err = { 0 };
 	int fd = -1, fd2 = -1;
@@ -332,7 +311,7 @@ static void test_lock(void **state)
 	assert_int_equal(live_lock(droot, &fd, &err), 0);
 	assert_true(fd >= 0);
 	struct stat st;
-	assert_int_equal(stat(rel(root, "docker/devicemapper/.dmrescue.lock"), &st), 0);
+	assert_int_equal(stat(lvr_path(root, "docker/devicemapper/.dmrescue.lock"), &st), 0);
 
 	/* a second open file description, as another dmrescue would have */
 	assert_int_equal(live_lock(droot, &fd2, &err), DMR_EUSAGE);
@@ -360,7 +339,7 @@ static void test_this_machine(void **state)
 			   "/var/lib/docker/devicemapper/devicemapper/data", PREFIX, &f, &n, &err);
 	if (r)
 		fail_msg("live_check on this machine = %d: %s", r, err.msg);
-	print_findings(f, n);
+	lvr_print_findings(f, n);
 	for (size_t i = 0; i < n; i++)
 		assert_true(strlen(f[i].msg) > 0);
 	free(f);
@@ -368,22 +347,19 @@ static void test_this_machine(void **state)
 
 int main(void)
 {
-	if (!unit_tmpdir_usable())
-		return UNIT_SKIP;
-#define T(f) cmocka_unit_test_setup_teardown(f, dkt_setup, dkt_teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_clean),
-		T(test_no_proc),
-		T(test_dockerd),
-		T(test_dockerd_variants),
-		T(test_podman),
-		T(test_loops),
-		T(test_loop_stale_path),
-		T(test_dm),
-		T(test_mounts),
-		T(test_everything),
-		T(test_lock),
+		LVR_TEST(test_clean),
+		LVR_TEST(test_no_proc),
+		LVR_TEST(test_dockerd),
+		LVR_TEST(test_dockerd_variants),
+		LVR_TEST(test_podman),
+		LVR_TEST(test_loops),
+		LVR_TEST(test_loop_stale_path),
+		LVR_TEST(test_dm),
+		LVR_TEST(test_mounts),
+		LVR_TEST(test_everything),
+		LVR_TEST(test_lock),
 		cmocka_unit_test(test_this_machine),
 	};
-	return cmocka_run_group_tests_name("live", tests, NULL, NULL);
+	return LVR_RUN("live", tests);
 }

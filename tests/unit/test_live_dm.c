@@ -2,30 +2,14 @@
  * instead of src/dmwrap.c): processes, loops and mounts come from a quiet
  * fake root, the dm list from the script. */
 #include "unit.h"
-#include "dktree.h"
+#include "liveroot.h"
 #include "fake_dmwrap.h"
 
 #include <sys/sysmacros.h>
 
 #include "dmlist.h"
-#include "live.h"
 
 #define PREFIX "docker-8:1-1234"
-
-static void print_findings(const struct live_finding *f, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		fprintf(stderr, "  finding %zu: kind %d: %s\n", i, (int)f[i].kind, f[i].msg);
-}
-
-static char *rel(const char *root, const char *r)
-{
-	static char buf[2][4200];
-	static int k;
-	k ^= 1;
-	snprintf(buf[k], sizeof(buf[k]), "%s/%s", root, r);
-	return buf[k];
-}
 
 /* init, the root mount, loop0 (7:0) on the data file, loop1 (7:1) on
  * the metadata file, loop2 (7:2) on someone else's file. */
@@ -40,11 +24,11 @@ static void quiet_root(const char *root)
 	dkt_write(root, "docker/devicemapper/metadata", "m");
 	dkt_write(root, "other", "o");
 	dkt_write(root, "sysroot/sys/block/loop0/dev", "7:0\n");
-	dkt_write(root, "sysroot/sys/block/loop0/loop/backing_file", rel(root, "docker/devicemapper/data"));
+	dkt_write(root, "sysroot/sys/block/loop0/loop/backing_file", lvr_path(root, "docker/devicemapper/data"));
 	dkt_write(root, "sysroot/sys/block/loop1/dev", "7:1\n");
-	dkt_write(root, "sysroot/sys/block/loop1/loop/backing_file", rel(root, "docker/devicemapper/metadata"));
+	dkt_write(root, "sysroot/sys/block/loop1/loop/backing_file", lvr_path(root, "docker/devicemapper/metadata"));
 	dkt_write(root, "sysroot/sys/block/loop2/dev", "7:2\n");
-	dkt_write(root, "sysroot/sys/block/loop2/loop/backing_file", rel(root, "other"));
+	dkt_write(root, "sysroot/sys/block/loop2/loop/backing_file", lvr_path(root, "other"));
 }
 
 /* live_check with the script; *n findings of dm kinds (the loop lines of
@@ -52,24 +36,20 @@ static void quiet_root(const char *root)
 static int dm_check(const char *root, const struct fake_dm *script, int with_files,
 		    char msgs[][400], enum live_kind *kinds, size_t *n, struct dmr_err *err)
 {
-	char sysroot[4200], droot[4200], meta[4200], data[4200];
-	snprintf(sysroot, sizeof(sysroot), "%s/sysroot", root);
-	snprintf(droot, sizeof(droot), "%s/docker", root);
+	char meta[4200], data[4200];
 	snprintf(meta, sizeof(meta), "%s/docker/devicemapper/metadata", root);
 	snprintf(data, sizeof(data), "%s/docker/devicemapper/data", root);
-	struct live_ctx c = { .sysroot = sysroot, .dm_from_kernel = 1 };
 	struct live_finding *f = NULL;
 	size_t nf = 99;
 	fake_dm_set(script);
-	int r = live_check(&c, droot, with_files ? meta : NULL, with_files ? data : NULL, PREFIX,
-			   &f, &nf, err);
+	int r = lvr_check(root, 1, with_files ? meta : NULL, with_files ? data : NULL, PREFIX, &f, &nf, err);
 	*n = 0;
 	if (r) {
 		assert_null(f);
 		assert_int_equal(nf, 0);
 		return r;
 	}
-	print_findings(f, nf);
+	lvr_print_findings(f, nf);
 	for (size_t i = 0; i < nf; i++) {
 		if (f[i].kind != LIVE_DM_POOL && f[i].kind != LIVE_DM_THIN)
 			continue;
@@ -357,19 +337,16 @@ static void test_dml_read(void **state)
 
 int main(void)
 {
-	if (!unit_tmpdir_usable())
-		return UNIT_SKIP;
-#define T(f) cmocka_unit_test_setup_teardown(f, dkt_setup, dkt_teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_no_dm),
-		T(test_pool_by_name),
-		T(test_thin_by_prefix),
-		T(test_stacked_on_pool),
-		T(test_on_our_loops),
-		T(test_unrelated),
-		T(test_list_fails),
-		T(test_removed_meanwhile),
+		LVR_TEST(test_no_dm),
+		LVR_TEST(test_pool_by_name),
+		LVR_TEST(test_thin_by_prefix),
+		LVR_TEST(test_stacked_on_pool),
+		LVR_TEST(test_on_our_loops),
+		LVR_TEST(test_unrelated),
+		LVR_TEST(test_list_fails),
+		LVR_TEST(test_removed_meanwhile),
 		cmocka_unit_test(test_dml_read),
 	};
-	return cmocka_run_group_tests_name("live_dm", tests, NULL, NULL);
+	return LVR_RUN("live_dm", tests);
 }
