@@ -78,6 +78,11 @@ struct tm_pool *dmr_cli_open_pool(struct dmr_cli *cli, int *exit_code);
 /* The same with tm_pool_open flags; on failure fills err and prints nothing. */
 struct tm_pool *dmr_cli_open_pool_flags(struct dmr_cli *cli, unsigned flags, struct dmr_err *err);
 
+/* Prints a --json document on stdout (pretty, "/" unescaped, one newline
+ * at the end) and frees it. */
+struct json_object;
+void dmr_cli_put_json(struct json_object *root);
+
 /* Flushes stdout and turns a write error into DMR_EXIT_OUTPUT. */
 int dmr_cli_finish_stdout(const struct dmr_cli *cli, int code);
 

@@ -200,10 +200,7 @@ static void print_json(const char *meta, const struct collected *c, const struct
 	json_object_object_add(st, "devices", json_object_new_int64((int64_t)s->devices));
 	json_object_object_add(root, "stats", st);
 	json_object_object_add(root, "verdict", json_object_new_string(verdict));
-	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
-	fputc('\n', stdout);
-	json_object_put(root);
+	dmr_cli_put_json(root);
 }
 
 int cmd_check(struct dmr_cli *cli, int argc, char **argv)

@@ -354,10 +354,7 @@ static void print_json(const struct clean *c, const char *state, const struct dm
 	if (c->thin_check_result)
 		json_object_object_add(res, "thin_check", json_object_new_string(c->thin_check_result));
 	json_object_object_add(root, "result", res);
-	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
-	fputc('\n', stdout);
-	json_object_put(root);
+	dmr_cli_put_json(root);
 }
 
 /* --- doing it --- */

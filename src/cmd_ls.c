@@ -258,9 +258,7 @@ static int print_json(const char *path, const struct tm_superblock *sb, uint64_t
 	}
 	json_object_object_add(root, "devices", arr);
 	json_u64(root, "damaged_ranges", damage);
-	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
-	fputc('\n', stdout);
-	json_object_put(root);
+	dmr_cli_put_json(root);
 	return 0;
 }
 

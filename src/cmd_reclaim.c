@@ -563,10 +563,7 @@ static void print_json(const struct reclaim *rc, const char *state, const struct
 	json_object_object_add(root, "data", target_json(rc, &rc->data));
 	json_object_object_add(root, "metadata", target_json(rc, &rc->meta));
 	json_object_object_add(root, "seconds", json_object_new_double(rc->seconds));
-	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
-	fputc('\n', stdout);
-	json_object_put(root);
+	dmr_cli_put_json(root);
 }
 
 /* --- doing it --- */

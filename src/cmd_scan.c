@@ -259,10 +259,7 @@ static void print_json(const struct dk_state *st, const struct inventory *inv, c
 		json_object_array_add(probs, p);
 	}
 	json_object_object_add(root, "problems", probs);
-	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
-	fputc('\n', stdout);
-	json_object_put(root);
+	dmr_cli_put_json(root);
 }
 
 static void scan_damage(void *ctx, size_t root, const struct tm_damage *d)

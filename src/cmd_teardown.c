@@ -69,10 +69,7 @@ static void print_json(const struct td_plan *p, const struct result *res, const 
 		json_object_array_add(steps, o);
 	}
 	json_object_object_add(root, "steps", steps);
-	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
-	fputc('\n', stdout);
-	json_object_put(root);
+	dmr_cli_put_json(root);
 }
 
 /* What is live now, as findings. Returns an exit code. */

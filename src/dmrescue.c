@@ -1,6 +1,7 @@
 /* dmrescue: offline recovery and forensics of Docker devicemapper pools. */
 #include "config.h"
 #include "cli.h"
+#include "util/jsonc.h"
 #include "util/safeio.h"
 #include "thinmeta/blocksrc.h"
 
@@ -166,6 +167,14 @@ struct tm_pool *dmr_cli_open_pool(struct dmr_cli *cli, int *exit_code)
 		return NULL;
 	}
 	return p;
+}
+
+void dmr_cli_put_json(struct json_object *root)
+{
+	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+						       JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
+	fputc('\n', stdout);
+	json_object_put(root);
 }
 
 int dmr_cli_finish_stdout(const struct dmr_cli *cli, int code)
