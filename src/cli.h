@@ -129,5 +129,6 @@ int cmd_check(struct dmr_cli *cli, int argc, char **argv);
 int cmd_clean(struct dmr_cli *cli, int argc, char **argv);
 int cmd_undo(struct dmr_cli *cli, int argc, char **argv);
 int cmd_reclaim(struct dmr_cli *cli, int argc, char **argv);
+int cmd_export(struct dmr_cli *cli, int argc, char **argv);
 
 #endif

@@ -25,6 +25,7 @@ static const struct command commands[] = {
 	{ "clean", cmd_clean, "remove leftovers offline, with a backup (see --dry-run)" },
 	{ "undo", cmd_undo, "restore the files a clean changed from its backup" },
 	{ "reclaim", cmd_reclaim, "punch the pool's free blocks out of the data and metadata files" },
+	{ "export", cmd_export, "write a device (layer, container, thin id) as a sparse raw image" },
 };
 
 static void usage(FILE *out)
