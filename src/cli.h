@@ -130,5 +130,6 @@ int cmd_clean(struct dmr_cli *cli, int argc, char **argv);
 int cmd_undo(struct dmr_cli *cli, int argc, char **argv);
 int cmd_reclaim(struct dmr_cli *cli, int argc, char **argv);
 int cmd_export(struct dmr_cli *cli, int argc, char **argv);
+int cmd_diff(struct dmr_cli *cli, int argc, char **argv);
 
 #endif

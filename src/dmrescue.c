@@ -26,6 +26,7 @@ static const struct command commands[] = {
 	{ "undo", cmd_undo, "restore the files a clean changed from its backup" },
 	{ "reclaim", cmd_reclaim, "punch the pool's free blocks out of the data and metadata files" },
 	{ "export", cmd_export, "write a device (layer, container, thin id) as a sparse raw image" },
+	{ "diff", cmd_diff, "the block ranges where two devices differ (what a container wrote)" },
 };
 
 static void usage(FILE *out)

@@ -25,4 +25,21 @@ int tm_runlist_collect(struct tm_pool *p, const uint64_t *roots, size_t n, uint6
 		       struct tm_runlist *out, struct dmr_err *err);
 void tm_runlist_free(struct tm_runlist *l);
 
+/* How two devices differ over virtual blocks [vbegin, vbegin+len): mapped
+ * by A only, by B only, or by both to different data blocks (what the
+ * other maps, or not, is the same over the whole piece). */
+enum tm_diff_kind { TM_DIFF_ONLY_A, TM_DIFF_ONLY_B, TM_DIFF_REMAPPED };
+
+struct tm_diff_piece {
+	uint64_t vbegin, len;
+	enum tm_diff_kind kind;
+	uint64_t a_dbegin, b_dbegin; /* the data block of vbegin in A, in B (when mapped) */
+};
+
+/* Calls fn for each maximal piece where a and b differ, in ascending
+ * order: blocks mapped to the same data block by both, or by neither, are
+ * the same. A nonzero return of fn stops and is returned. */
+int tm_runlist_diff(const struct tm_runlist *a, const struct tm_runlist *b,
+		    int (*fn)(void *ctx, const struct tm_diff_piece *p), void *ctx);
+
 #endif
