@@ -131,5 +131,6 @@ int cmd_undo(struct dmr_cli *cli, int argc, char **argv);
 int cmd_reclaim(struct dmr_cli *cli, int argc, char **argv);
 int cmd_export(struct dmr_cli *cli, int argc, char **argv);
 int cmd_diff(struct dmr_cli *cli, int argc, char **argv);
+int cmd_timeline(struct dmr_cli *cli, int argc, char **argv);
 
 #endif

@@ -27,6 +27,7 @@ static const struct command commands[] = {
 	{ "reclaim", cmd_reclaim, "punch the pool's free blocks out of the data and metadata files" },
 	{ "export", cmd_export, "write a device (layer, container, thin id) as a sparse raw image" },
 	{ "diff", cmd_diff, "the block ranges where two devices differ (what a container wrote)" },
+	{ "timeline", cmd_timeline, "devices in creation order, with times, transactions and owners" },
 };
 
 static void usage(FILE *out)
