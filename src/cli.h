@@ -135,5 +135,8 @@ int cmd_clean(struct dmr_cli *cli, int argc, char **argv);
 int cmd_undo(struct dmr_cli *cli, int argc, char **argv);
 int cmd_reclaim(struct dmr_cli *cli, int argc, char **argv);
 int cmd_teardown(struct dmr_cli *cli, int argc, char **argv);
+int cmd_export(struct dmr_cli *cli, int argc, char **argv);
+int cmd_diff(struct dmr_cli *cli, int argc, char **argv);
+int cmd_timeline(struct dmr_cli *cli, int argc, char **argv);
 
 #endif

@@ -97,19 +97,6 @@ struct ls_row {
 	const struct inv_item *it;
 };
 
-/* The owner to show: a container, else an image, else a layer. */
-static const char *row_owner(const struct inv_item *it)
-{
-	if (!it)
-		return "-";
-	if (it->nr_containers)
-		return it->containers[0];
-	if (it->nr_images)
-		return it->images[0];
-	if (it->nr_layers)
-		return it->layers[0];
-	return "-";
-}
 
 #define FIELD_MAX 256
 
@@ -151,7 +138,7 @@ static void field_value(enum field f, const struct ls_row *row, uint64_t bsect, 
 		snprintf(buf, FIELD_MAX, "%s", !row->it || !row->it->hash ? "-" : row->it->hash[0] ? row->it->hash : "base");
 		return;
 	case F_OWNER:
-		snprintf(buf, FIELD_MAX, "%s", row_owner(row->it));
+		snprintf(buf, FIELD_MAX, "%s", inv_item_owner(row->it));
 		return;
 	case F_COUNT: break;
 	}
@@ -252,7 +239,7 @@ static int print_json(const char *path, const struct tm_superblock *sb, uint64_t
 			const struct inv_item *it = inv_item_for_device(inv, d->dev_id);
 			json_object_object_add(o, "class", it ? json_object_new_string(inv_class_name(it->cls)) : NULL);
 			json_object_object_add(o, "hash", it && it->hash ? json_object_new_string(it->hash) : NULL);
-			json_object_object_add(o, "owner", it && strcmp(row_owner(it), "-") ? json_object_new_string(row_owner(it)) : NULL);
+			json_object_object_add(o, "owner", it && strcmp(inv_item_owner(it), "-") ? json_object_new_string(inv_item_owner(it)) : NULL);
 		}
 		json_object_array_add(arr, o);
 	}

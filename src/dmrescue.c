@@ -27,6 +27,9 @@ static const struct command commands[] = {
 	{ "undo", cmd_undo, "restore the files a clean changed from its backup" },
 	{ "reclaim", cmd_reclaim, "punch the pool's free blocks out of the data and metadata files" },
 	{ "teardown", cmd_teardown, "after dockerd died: unmount, remove its thin devices and pool, detach its loops" },
+	{ "export", cmd_export, "write a device (layer, container, thin id) as a sparse raw image" },
+	{ "diff", cmd_diff, "the block ranges where two devices differ (what a container wrote)" },
+	{ "timeline", cmd_timeline, "devices in creation order, with times, transactions and owners" },
 };
 
 static void usage(FILE *out)

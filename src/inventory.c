@@ -748,3 +748,16 @@ const struct inv_item *inv_item_for_device(const struct inventory *inv, uint64_t
 	return lo < inv->nr_items && thin_id <= INT64_MAX && inv->items[lo].thin_id == (int64_t)thin_id
 		? &inv->items[lo] : NULL;
 }
+
+const char *inv_item_owner(const struct inv_item *it)
+{
+	if (!it)
+		return "-";
+	if (it->nr_containers)
+		return it->containers[0];
+	if (it->nr_images)
+		return it->images[0];
+	if (it->nr_layers)
+		return it->layers[0];
+	return "-";
+}

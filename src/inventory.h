@@ -134,4 +134,8 @@ void inv_free(struct inventory *inv);
 /* The item of a pool device, by device index in devs (or NULL). */
 const struct inv_item *inv_item_for_device(const struct inventory *inv, uint64_t thin_id);
 
+/* The owner to show in one column: a container, else an image, else a
+ * layer; "-" for none (and for no item). */
+const char *inv_item_owner(const struct inv_item *it);
+
 #endif

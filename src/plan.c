@@ -195,13 +195,6 @@ static void add_hash(struct pb *b, const char *hash, const char *reason, int is_
 		add_device_and_file(b, item_by_hash(b->inv, hash), reason, is_protected);
 }
 
-static const struct dk_container *container_by_id(const struct dk_state *st, const char *id)
-{
-	for (size_t i = 0; i < st->nr_containers; i++)
-		if (st->containers[i].id && strcmp(st->containers[i].id, id) == 0)
-			return &st->containers[i];
-	return NULL;
-}
 
 static int gone_container(const struct pb *b, const struct dk_container *c)
 {
@@ -283,7 +276,7 @@ static int hash_protected(const struct pb *b, const char *hash, char *what, size
 {
 	const struct dk_state *st = b->st;
 	const struct dk_mount *m = hash ? mount_of_hash(st, hash) : NULL;
-	const struct dk_container *c = m && m->name ? container_by_id(st, m->name) : NULL;
+	const struct dk_container *c = m && m->name ? dk_container_by_id(st, m->name) : NULL;
 	if (c && container_protected(st, c)) {
 		snprintf(what, len, "container %s", c->name ? c->name : short_id(c->id));
 		return 1;
@@ -305,14 +298,6 @@ static int hash_protected(const struct pb *b, const char *hash, char *what, size
 	return 0;
 }
 
-static const struct dk_layer *layer_by_chain(const struct dk_state *st, const char *chain)
-{
-	for (size_t i = 0; chain && i < st->nr_layers; i++)
-		if (!st->layers[i].removing && st->layers[i].chain_id && strcmp(st->layers[i].chain_id, chain) == 0)
-			return &st->layers[i];
-	return NULL;
-}
-
 /* Who still uses layer l, apart from what is already going: an image, a
  * container's mount, or a kept layer above it. NULL when nothing. */
 static const char *layer_user(struct pb *b, const struct dk_layer *l, char *buf, size_t len)
@@ -330,7 +315,7 @@ static const char *layer_user(struct pb *b, const struct dk_layer *l, char *buf,
 	}
 	for (size_t k = 0; k < st->nr_mounts; k++) {
 		const struct dk_mount *m = &st->mounts[k];
-		const struct dk_container *c = m->name ? container_by_id(st, m->name) : NULL;
+		const struct dk_container *c = m->name ? dk_container_by_id(st, m->name) : NULL;
 		if (c && gone_container(b, c))
 			continue;
 		if (m->parent && strcmp(m->parent, l->chain_id) == 0) {
@@ -367,7 +352,7 @@ static void remove_layer(struct pb *b, const struct dk_layer *l, const char *rea
 static void release_chain(struct pb *b, const char *top_chain, const char *reason, int is_protected)
 {
 	char who[160];
-	for (const struct dk_layer *l = layer_by_chain(b->st, top_chain); l; l = layer_by_chain(b->st, l->parent)) {
+	for (const struct dk_layer *l = dk_layer_by_chain(b->st, top_chain); l; l = dk_layer_by_chain(b->st, l->parent)) {
 		if (layer_user(b, l, who, sizeof(who))) {
 			char what[64];
 			snprintf(what, sizeof(what), "layer %s", short_id(l->chain_id));
@@ -572,7 +557,7 @@ static void by_class(struct pb *b, const struct inv_item *it, unsigned flags)
 	}
 	case INV_DEAD_CONTAINER: {
 		const struct dk_mount *m = it->hash ? mount_of_hash(st, it->hash) : NULL;
-		const struct dk_container *c = m && m->name ? container_by_id(st, m->name) : NULL;
+		const struct dk_container *c = m && m->name ? dk_container_by_id(st, m->name) : NULL;
 		if (c)
 			remove_container(b, c, reason, 0);
 		break;
@@ -694,7 +679,7 @@ static void target_device(struct pb *b, const char *arg)
 	}
 	if (it->cls == INV_DEAD_CONTAINER || it->cls == INV_ORPHAN_MOUNT) {
 		const struct dk_mount *m = mount_of_hash(b->st, it->hash);
-		const struct dk_container *c = m && m->name ? container_by_id(b->st, m->name) : NULL;
+		const struct dk_container *c = m && m->name ? dk_container_by_id(b->st, m->name) : NULL;
 		if (c)
 			remove_container(b, c, "named", container_protected(b->st, c));
 		else if (m)
@@ -712,7 +697,7 @@ static void target_device(struct pb *b, const char *arg)
 static void target_container(struct pb *b, const char *arg)
 {
 	const struct dk_state *st = b->st;
-	const struct dk_container *found = NULL;
+	const struct dk_container *found;
 	int many = 0;
 	char what[200];
 	snprintf(what, sizeof(what), "--container %s", arg);
@@ -720,19 +705,7 @@ static void target_container(struct pb *b, const char *arg)
 		refuse(b, what, "%s", CS_NOTE);
 		return;
 	}
-	const char *name = arg[0] == '/' ? arg + 1 : arg;
-	for (size_t i = 0; i < st->nr_containers && !found; i++)
-		if (st->containers[i].name && strcmp(st->containers[i].name, name) == 0)
-			found = &st->containers[i];
-	int by_name = found != NULL;
-	for (size_t i = 0; i < st->nr_containers && !by_name; i++) {
-		const struct dk_container *c = &st->containers[i];
-		if (c->id && strncmp(c->id, arg, strlen(arg)) == 0 && strlen(arg) > 0) {
-			if (found)
-				many = 1;
-			found = c;
-		}
-	}
+	found = dk_container_find(st, arg, &many);
 	if (many) {
 		refuse(b, what, "more than one container id starts with %s", arg);
 		return;
@@ -742,42 +715,6 @@ static void target_container(struct pb *b, const char *arg)
 		return;
 	}
 	remove_container(b, found, "named", container_protected(st, found));
-}
-
-static const struct dk_image *find_image(const struct dk_state *st, const char *arg, int *by_tag, int *many)
-{
-	char ref[512];
-	*by_tag = 0;
-	*many = 0;
-	/* a reference: name[:tag] or name@digest */
-	if (!strchr(arg, '@') && !strchr(strrchr(arg, '/') ? strrchr(arg, '/') : arg, ':'))
-		snprintf(ref, sizeof(ref), "%s:latest", arg);
-	else
-		snprintf(ref, sizeof(ref), "%s", arg);
-	for (size_t i = 0; i < st->nr_images; i++)
-		for (size_t t = 0; t < st->images[i].nr_tags; t++)
-			if (strcmp(st->images[i].tags[t], ref) == 0 || strcmp(st->images[i].tags[t], arg) == 0) {
-				*by_tag = 1;
-				return &st->images[i];
-			}
-	/* an id (sha256:hex or a hex prefix), or a chain id of its top layer */
-	const char *hex = strncmp(arg, "sha256:", 7) == 0 ? arg + 7 : arg;
-	size_t n = strlen(hex);
-	if (n == 0 || !dk_is_hex(hex, n))
-		return NULL;
-	const struct dk_image *found = NULL;
-	for (size_t i = 0; i < st->nr_images; i++) {
-		const struct dk_image *im = &st->images[i];
-		const char *top = im->nr_diff_ids && im->chain_ids ? im->chain_ids[im->nr_diff_ids - 1] : NULL;
-		int hit = (im->id && strncmp(im->id + 7, hex, n) == 0) ||
-			  (n == 64 && top && strcmp(top + 7, hex) == 0);
-		if (hit) {
-			if (found && found != im)
-				*many = 1;
-			found = im;
-		}
-	}
-	return found;
 }
 
 static int dropped(const struct plan *pl, const char *tag)
@@ -811,7 +748,7 @@ static void target_image(struct pb *b, const char *arg)
 		return;
 	}
 	int by_tag, many;
-	const struct dk_image *im = find_image(st, arg, &by_tag, &many);
+	const struct dk_image *im = dk_image_find(st, arg, &by_tag, &many);
 	if (many) {
 		refuse(b, what, "more than one image matches %s", arg);
 		return;
@@ -847,7 +784,7 @@ static void target_image(struct pb *b, const char *arg)
 			return;
 		}
 	}
-	const char *top = im->nr_diff_ids && im->chain_ids ? im->chain_ids[im->nr_diff_ids - 1] : NULL;
+	const char *top = dk_image_top_chain(im);
 	for (size_t i = 0; top && i < st->nr_images; i++) {
 		const struct dk_image *o = &st->images[i];
 		if (o == im || gone_image(b, o) || o->nr_diff_ids <= im->nr_diff_ids || !o->chain_ids)
@@ -990,7 +927,7 @@ static void dangling(struct pb *b, unsigned flags)
 		return;
 	for (size_t i = 0; i < st->nr_mounts && !b->oom; i++) {
 		const struct dk_mount *m = &st->mounts[i];
-		if (!m->name || container_by_id(st, m->name) || (m->mount_id && item_by_hash(b->inv, m->mount_id)) ||
+		if (!m->name || dk_container_by_id(st, m->name) || (m->mount_id && item_by_hash(b->inv, m->mount_id)) ||
 		    (m->init_id && item_by_hash(b->inv, m->init_id)))
 			continue;
 		add_path(b, PLAN_REMOVE, fmt(b, "%s%s%s", DK_LAYERDB, MT, m->name),

@@ -199,6 +199,22 @@ void dk_state_free(struct dk_state *st);
 const struct dk_devfile *dk_state_file_by_hash(const struct dk_state *st, const char *hash);
 const struct dk_devfile *dk_state_file_by_device_id(const struct dk_state *st, int64_t device_id);
 
+/* Lookups by what a user types (docker/lookup.c). */
+const struct dk_container *dk_container_by_id(const struct dk_state *st, const char *id);
+/* By name (with or without the leading '/'), else by id prefix; *many is
+ * set (and one of them returned) when several ids start with arg. */
+const struct dk_container *dk_container_find(const struct dk_state *st, const char *arg, int *many);
+/* layerdb/mounts/<id>: the container's read-write (mount-id) and -init devices. */
+const struct dk_mount *dk_mount_of_container(const struct dk_state *st, const char *id);
+/* A layer that is not being removed, by "sha256:<chain>". */
+const struct dk_layer *dk_layer_by_chain(const struct dk_state *st, const char *chain);
+/* The chain id of an image's top layer, or NULL. */
+const char *dk_image_top_chain(const struct dk_image *im);
+/* By reference (name[:tag], name@digest; ":latest" implied; *by_tag set),
+ * else by id prefix ("sha256:" optional) or the full chain id of its top
+ * layer; *many is set when several images match. */
+const struct dk_image *dk_image_find(const struct dk_state *st, const char *arg, int *by_tag, int *many);
+
 /* Docker's own major/minor split of st_dev (not glibc's): the pool prefix. */
 unsigned dk_dev_major(uint64_t dev);
 unsigned dk_dev_minor(uint64_t dev);

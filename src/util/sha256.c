@@ -53,6 +53,33 @@ static void compress(uint32_t h[8], const unsigned char *p)
 	h[7] += hh;
 }
 
+/* compress() of an all-zero block: its message schedule is all zeros
+ * (sigma0(0) = sigma1(0) = 0), so only the rounds are left. */
+static void compress_zero(uint32_t h[8])
+{
+	uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+	for (int i = 0; i < 64; i++) {
+		uint32_t t1 = hh + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i];
+		uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+		hh = g;
+		g = f;
+		f = e;
+		e = d + t1;
+		d = c;
+		c = b;
+		b = a;
+		a = t1 + t2;
+	}
+	h[0] += a;
+	h[1] += b;
+	h[2] += c;
+	h[3] += d;
+	h[4] += e;
+	h[5] += f;
+	h[6] += g;
+	h[7] += hh;
+}
+
 void sha256_init(struct sha256_ctx *c)
 {
 	static const uint32_t iv[8] = {
@@ -86,6 +113,23 @@ void sha256_update(struct sha256_ctx *c, const void *data, size_t len)
 		memcpy(c->buf, p, len);
 		c->used = len;
 	}
+}
+
+void sha256_update_zeros(struct sha256_ctx *c, uint64_t len)
+{
+	static const unsigned char zeros[64];
+	if (c->used) {
+		size_t take = sizeof(c->buf) - c->used;
+		if (take > len)
+			take = (size_t)len;
+		sha256_update(c, zeros, take);
+		len -= take;
+	}
+	c->nbytes += len & ~(uint64_t)63;
+	for (; len >= 64; len -= 64)
+		compress_zero(c->h);
+	if (len)
+		sha256_update(c, zeros, (size_t)len);
 }
 
 void sha256_final(struct sha256_ctx *c, unsigned char out[SHA256_DIGEST_LEN])

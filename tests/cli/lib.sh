@@ -84,11 +84,16 @@ finish() {
 }
 
 # Builds the synthetic Docker root of a scenario once per build tree, into
-# $top_builddir/tests/fixtures/roots/SCENARIO (tests run in parallel).
+# $top_builddir/tests/fixtures/roots/SCENARIO (tests run in parallel);
+# with FS ext4, into SCENARIO-ext4 with ext4 filesystems (real files).
 ensure_dockerroot() {
-	scenario=$1
+	scenario=$1 fsopt=
 	need thin_restore thin_check mkfs.xfs mkfs.ext4
 	dir="$top_builddir/tests/fixtures/roots/$scenario"
+	if [ "${2:-xfs}" = ext4 ]; then
+		fsopt=--fs=ext4
+		dir="$dir-ext4"
+	fi
 	mkdir -p "$top_builddir/tests/fixtures/roots"
 	(
 		flock 9
@@ -96,7 +101,7 @@ ensure_dockerroot() {
 		if [ ! -f "$dir/.stamp" ] || [ "$gen" -nt "$dir/.stamp" ] ||
 			[ "$top_builddir/tests/fixtures/dockerroot/dockerroot" -nt "$dir/.stamp" ]; then
 			rm -rf "$dir"
-			sh "$gen" "$dir" "$scenario" "$top_builddir" >"$dir.log" 2>&1 ||
+			sh "$gen" $fsopt "$dir" "$scenario" "$top_builddir" >"$dir.log" 2>&1 ||
 				{ cat "$dir.log"; exit 1; }
 			touch "$dir/.stamp"
 		fi
