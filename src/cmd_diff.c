@@ -454,10 +454,7 @@ static void print_json(const struct diff *df)
 		json_object_array_add(a, o);
 	}
 	json_object_object_add(root, "ranges", a);
-	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
-	fputc('\n', stdout);
-	json_object_put(root);
+	dmr_cli_put_json(root);
 }
 
 int cmd_diff(struct dmr_cli *cli, int argc, char **argv)

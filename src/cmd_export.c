@@ -448,10 +448,7 @@ static void print_json(const struct export *ex)
 	json_object_object_add(root, "read_method", json_object_new_string(ex->method));
 	json_object_object_add(root, "damaged_ranges", json_object_new_int64((int64_t)ex->damage));
 	json_object_object_add(root, "seconds", json_object_new_double(ex->seconds));
-	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
-	fputc('\n', stdout);
-	json_object_put(root);
+	dmr_cli_put_json(root);
 }
 
 int cmd_export(struct dmr_cli *cli, int argc, char **argv)

@@ -215,10 +215,7 @@ static void print_json(const struct timeline *tl)
 	}
 	json_object_object_add(root, "devices", devs);
 	json_object_object_add(root, "damaged_ranges", json_object_new_int64((int64_t)tl->v.log.count));
-	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE), stdout);
-	fputc('\n', stdout);
-	json_object_put(root);
+	dmr_cli_put_json(root);
 }
 
 int cmd_timeline(struct dmr_cli *cli, int argc, char **argv)
