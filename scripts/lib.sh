@@ -17,7 +17,7 @@ DMR_DEB_PACKAGES=(
 # Go and the real bbolt library, to cross-check the BuildKit database reader;
 # jq, to read JSON output in the CLI tests.
 # shellcheck disable=SC2034 # used by scripts/test
-DMR_TEST_PACKAGES=(golang-go golang-github-coreos-bbolt-dev jq)
+DMR_TEST_PACKAGES=(golang-go golang-github-coreos-bbolt-dev jq strace)
 
 # The top of the source tree: the parent of the directory holding this file.
 DMR_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
