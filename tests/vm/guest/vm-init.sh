@@ -32,6 +32,8 @@ done
 /lib/systemd/systemd-udevd --daemon
 udevadm trigger --action=add
 udevadm settle --timeout=60
+read -r up _ </proc/uptime
+echo "boot: ${up%.*} s to the tests (modules loaded, udev settled)" >>"$RESULTS"
 
 for t in $(cat "$W/tests-to-run"); do
 	s=$(cut -d' ' -f1 /proc/uptime)
@@ -56,6 +58,7 @@ done
 echo "done" >>"$RESULTS"
 sync
 kill "$(pidof systemd-udevd)" 2>/dev/null
+exec >/dev/console 2>&1
 mount -o remount,ro "$W"
 sync
 echo o >/proc/sysrq-trigger
