@@ -18,7 +18,7 @@ DATA_SIZE=$((2 * 1024 * 1024 * 1024))
 THIN_SECTORS=$((1024 * 1024 * 1024 / 512))
 mkdir -p "$S/mnt" "$R/devicemapper"
 
-DL= ML=
+DL='' ML=''
 teardown() {
 	for m in $(awk -v p="$S/mnt/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r); do
 		umount "$m" || umount -l "$m"

@@ -103,6 +103,7 @@ must docker rmi img4
 docker images --format '{{.Repository}}:{{.Tag}} {{.ID}}' | sort >"$S/images.before"
 docker ps -a --format '{{.Names}} {{.Image}}' | sort >"$S/containers.before"
 cat "$S/images.before" "$S/containers.before"
+space_before=$(docker info 2>/dev/null | sed -n 's/^ *Data Space Used: //p')
 note "building the Docker host took $(($(date +%s) - t0)) s"
 
 # --- leftovers: kill -9 inside a create/remove loop ---------------------------
@@ -159,6 +160,7 @@ check "the data file's allocated size dropped by what reclaim reported" \
 # --- Docker again --------------------------------------------------------------
 check "dockerd starts again on the cleaned pool" start_dockerd || exit 1
 docker info 2>/dev/null | grep -E 'Pool Name|Data Space'
+note "docker info, Data Space Used: $space_before before the kill -9, $(docker info 2>/dev/null | sed -n 's/^ *Data Space Used: //p') after clean and reclaim"
 docker images --format '{{.Repository}}:{{.Tag}} {{.ID}}' | sort >"$S/images.after"
 docker ps -a --format '{{.Names}} {{.Image}}' | grep -v '^tmp' | sort >"$S/containers.after"
 check "docker lists the same images" cmp "$S/images.before" "$S/images.after"
