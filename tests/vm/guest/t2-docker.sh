@@ -106,6 +106,15 @@ cat "$S/images.before" "$S/containers.before"
 space_before=$(docker info 2>/dev/null | sed -n 's/^ *Data Space Used: //p')
 note "building the Docker host took $(($(date +%s) - t0)) s"
 
+# --- leftovers: a device with no metadata file -----------------------------
+# A thin device in Docker's pool that no file of Docker's names, with 8 MiB
+# written, as when its metadata file was deleted by hand.
+POOLNAME=$(docker info 2>/dev/null | sed -n 's/^ *Pool Name: //p')
+must dmsetup message "$POOLNAME" 0 "create_thin 4242"
+must dmsetup create dmrt2-orphan --table "0 2097152 thin /dev/mapper/$POOLNAME 4242"
+must dd if=/dev/urandom of=/dev/mapper/dmrt2-orphan bs=1M count=8 oflag=direct status=none
+must dmsetup remove dmrt2-orphan
+
 # --- leftovers: kill -9 inside a create/remove loop ---------------------------
 (
 	i=0
@@ -135,6 +144,8 @@ $D scan >"$S/scan.txt" 2>&1
 rc=$?
 cat "$S/scan.txt"
 check "dmrescue scan reads the killed daemon's root (exit $rc)" test "$rc" -le 1
+check "dmrescue scan reports the device with no metadata file (thin 4242)" \
+	grep -Eq 'thin 4242 ' "$S/scan.txt"
 $D check
 rc=$?
 check "dmrescue check finds no fatal damage (exit $rc)" test "$rc" -le 1
@@ -146,6 +157,8 @@ $D check
 rc=$?
 check "dmrescue check after clean: consistent (exit $rc)" test "$rc" -eq 0
 check "thin_check accepts the metadata after clean" thin_check "$DR/devicemapper/devicemapper/metadata"
+check "clean removed the device with no metadata file (4242)" \
+	sh -c "! thin_dump '$DR/devicemapper/devicemapper/metadata' | grep -q 'dev_id=\"4242\"'"
 alloc_before=$(allocated "$DATA")
 $D reclaim --yes --json >"$S/reclaim.json"
 rc=$?
@@ -156,6 +169,8 @@ check "dmrescue reclaim exits 0 (got $rc)" test "$rc" -eq 0
 note "data file allocated: $alloc_before -> $alloc_after bytes; reclaim returned ${returned:-?} bytes"
 check "the data file's allocated size dropped by what reclaim reported" \
 	test "$((alloc_before - alloc_after))" = "${returned:-x}"
+check "reclaim returned at least the 8 MiB written to device 4242" \
+	test "${returned:-0}" -ge $((8 * 1024 * 1024))
 
 # --- Docker again --------------------------------------------------------------
 check "dockerd starts again on the cleaned pool" start_dockerd || exit 1
