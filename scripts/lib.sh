@@ -19,6 +19,11 @@ DMR_DEB_PACKAGES=(
 # shellcheck disable=SC2034 # used by scripts/test
 DMR_TEST_PACKAGES=(golang-go golang-github-coreos-bbolt-dev jq strace)
 
+# What the VM tests need on the host (scripts/test --vm adds them): qemu
+# for the VM, debootstrap to build its root image from Debian packages.
+# shellcheck disable=SC2034 # used by scripts/test
+DMR_VM_PACKAGES=(qemu-system-x86 debootstrap)
+
 # The top of the source tree: the parent of the directory holding this file.
 DMR_SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
