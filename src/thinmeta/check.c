@@ -114,7 +114,9 @@ static void finding(struct checker *c, enum tm_severity sev, const char *code, u
 static void finding(struct checker *c, enum tm_severity sev, const char *code, uint64_t block, int64_t dev,
 		    const char *fmt, ...)
 {
-	struct tm_finding f = { .severity = sev, .code = code, .block = block, .dev_id = dev };
+	/* dev is a device id (a btree key, cast) or -1; an id beyond INT64_MAX
+	 * (damage: the kernel's ids have 24 bits) is named by the message only. */
+	struct tm_finding f = { .severity = sev, .code = code, .block = block, .dev_id = dev < -1 ? -1 : dev };
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(f.msg, sizeof(f.msg), fmt, ap);
@@ -138,8 +140,8 @@ static void node_damage(struct checker *c, const struct qent *q, const char *cod
 	fmt_key_range(keys, sizeof(keys), q->lo, q->hi);
 	if (q->kind == K_BOTTOM)
 		finding(c, TM_SEV_FATAL, code, q->block, q->dev,
-			"block %llu (device %lld mappings): %s; virtual blocks %s of device %lld lost",
-			(unsigned long long)q->block, (long long)q->dev, why, keys, (long long)q->dev);
+			"block %llu (device %llu mappings): %s; virtual blocks %s of device %llu lost",
+			(unsigned long long)q->block, (unsigned long long)q->dev, why, keys, (unsigned long long)q->dev);
 	else
 		finding(c, TM_SEV_FATAL, code, q->block, -1, "block %llu (%s): %s; keys %s lost",
 			(unsigned long long)q->block, kind_name[q->kind], why, keys);
@@ -326,8 +328,8 @@ static void visit_leaf(struct checker *c, struct queue *next, const struct qent 
 			if (db >= nr_data) {
 				if (limited(c, TM_CHK_MAPPING_BEYOND))
 					finding(c, TM_SEV_FATAL, TM_CHK_MAPPING_BEYOND, q->block, q->dev,
-						"block %llu (device %lld mappings): virtual block %llu maps to data block %llu, beyond the pool's %llu blocks",
-						(unsigned long long)q->block, (long long)q->dev,
+						"block %llu (device %llu mappings): virtual block %llu maps to data block %llu, beyond the pool's %llu blocks",
+						(unsigned long long)q->block, (unsigned long long)q->dev,
 						(unsigned long long)tm_node_key(n, i), (unsigned long long)db,
 						(unsigned long long)nr_data);
 				else
