@@ -46,20 +46,7 @@ stop_dockerd() {
 # What a killed dockerd leaves, taken down by hand: only the EXIT trap and
 # the fallback after a teardown that left something use it.
 offline() {
-	for m in $(awk -v p="$DR" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r); do
-		umount -l "$m"
-	done
-	for d in $(dmsetup ls --target thin | awk '$1 ~ /^docker-/ { print $1 }'); do
-		dmsetup remove --force "$d" || dmsetup remove --deferred "$d"
-	done
-	for d in $(dmsetup ls --target thin-pool | awk '$1 ~ /^docker-/ { print $1 }'); do
-		dmsetup remove "$d"
-	done
-	udevadm settle
-	for l in $(losetup -j "$DR/devicemapper/devicemapper/data" -O NAME -n) \
-		$(losetup -j "$DR/devicemapper/devicemapper/metadata" -O NAME -n); do
-		losetup -d "$l"
-	done
+	takedown "$DR" docker- "$DR/devicemapper/devicemapper/data" "$DR/devicemapper/devicemapper/metadata"
 	sleep 1
 }
 cleanup() {
