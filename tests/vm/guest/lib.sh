@@ -35,3 +35,38 @@ allocated() { echo $(($(stat -c %b "$1") * 512)); }
 # The first "KEY": N number in a JSON file (dmrescue prints data before
 # metadata, so the first one is the data file's).
 json_first() { grep -o "\"$2\": *[0-9]*" "$1" | head -n 1 | grep -o '[0-9]*$'; }
+
+# --- thin pools ---------------------------------------------------------------
+# dmsetup status of a thin-pool: 0 LEN thin-pool TID META_USED/TOTAL
+# DATA_USED/TOTAL ROOT MODE ... (MODE: rw, ro, out_of_data_space, Fail).
+pool_status() { dmsetup status "$1" | cut -d' ' -f4-; }
+pool_data_used() { dmsetup status "$1" | awk '{ split($6, a, "/"); print a[1] }'; }
+pool_data_total() { dmsetup status "$1" | awk '{ split($6, a, "/"); print a[2] }'; }
+pool_mode() { dmsetup status "$1" | awk '{ print $8 }'; }
+
+# takedown MNT_PREFIX DM_PREFIX FILE...: by hand, what a pool on loop files
+# leaves active: the mounts under MNT_PREFIX (lazily when busy), the thin
+# devices and then the pools whose names start with DM_PREFIX (a removal
+# deferred when a device is still open elsewhere), the loop devices on FILEs.
+takedown() {
+	_mp=$1 _dp=$2
+	shift 2
+	for _m in $(awk -v p="$_mp" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r); do
+		umount "$_m" 2>/dev/null || umount -l "$_m"
+	done
+	_pools=$(dmsetup ls --target thin-pool | awk -v p="$_dp" 'index($1, p) == 1 { print $1 }')
+	for _d in $(dmsetup ls | awk -v p="$_dp" 'index($1, p) == 1 { print $1 }'); do
+		printf '%s\n' "$_pools" | grep -qxF "$_d" && continue
+		dmsetup remove "$_d" || dmsetup remove --force "$_d" || dmsetup remove --deferred "$_d"
+	done
+	for _d in $_pools; do
+		dmsetup remove "$_d"
+	done
+	udevadm settle
+	for _f in "$@"; do
+		for _l in $(losetup -j "$_f" -O NAME -n); do
+			losetup -d "$_l"
+		done
+	done
+	udevadm settle
+}

@@ -19,19 +19,7 @@ THIN_SECTORS=$((1024 * 1024 * 1024 / 512))
 mkdir -p "$S/mnt" "$R/devicemapper"
 
 DL='' ML=''
-teardown() {
-	for m in $(awk -v p="$S/mnt/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r); do
-		umount "$m" || umount -l "$m"
-	done
-	for d in $(dmsetup ls 2>/dev/null | awk '$1 ~ /^dmrt1-[0-9]/ { print $1 }'); do
-		dmsetup remove "$d"
-	done
-	dmsetup info "$POOL" >/dev/null 2>&1 && dmsetup remove "$POOL"
-	for l in $(losetup -j "$DATA" -O NAME -n) $(losetup -j "$META" -O NAME -n); do
-		losetup -d "$l"
-	done
-	udevadm settle
-}
+teardown() { takedown "$S/mnt/" dmrt1- "$DATA" "$META"; }
 trap teardown EXIT
 
 pool_up() {
@@ -39,9 +27,7 @@ pool_up() {
 		dmsetup create "$POOL" --table "0 $((DATA_SIZE / 512)) thin-pool $ML $DL 128 0 1 skip_block_zeroing" &&
 		udevadm settle
 }
-# The pool's status fields: TID META_USED/TOTAL DATA_USED/TOTAL ROOT MODE ...
-pool_status() { dmsetup status "$POOL" | cut -d' ' -f4-; }
-used_data() { pool_status | awk '{ split($3, a, "/"); print a[1] }'; }
+used_data() { pool_data_used "$POOL"; }
 act() { dmsetup create "dmrt1-$1" --table "0 $THIN_SECTORS thin /dev/mapper/$POOL $1" && udevadm settle; }
 deact() { dmsetup remove "dmrt1-$1"; }
 msg() { dmsetup message "$POOL" 0 "$*"; }
@@ -155,7 +141,7 @@ must put "$(mnt 7)" o2:8
 must umount "$(mnt 7)"
 must deact 7
 used_before=$(used_data)
-pool_status
+pool_status "$POOL"
 teardown
 check "the pool and its loop devices are gone after teardown" \
 	sh -c "! dmsetup info $POOL >/dev/null 2>&1 && [ -z \"\$(losetup -j $DATA)\" ]"
@@ -189,7 +175,7 @@ check "thin_check accepts the metadata after reclaim" thin_check "$META"
 
 # --- back in the kernel -----------------------------------------------------
 must pool_up
-st=$(pool_status)
+st=$(pool_status "$POOL")
 echo "pool status: $st"
 check "the kernel activates the pool on the rewritten metadata, read-write ($st)" \
 	sh -c "echo '$st' | awk '{ exit !(\$5 == \"rw\") }'"
@@ -237,7 +223,7 @@ check "a new thin device (11) takes a fresh ext4 filesystem" mkfs.ext4 -q "$(dev
 mount_fs 10 ext4 ro
 check "the new snapshot's writes read back" sh -c "cd $(mnt 10) && sha256sum -c --quiet $S/sums.10"
 umount "$(mnt 10)"
-st=$(pool_status)
+st=$(pool_status "$POOL")
 check "after the writes the pool is still clean ($st)" \
 	sh -c "! echo '$st' | grep -qE 'needs_check|Fail|Error|out_of_data_space'"
 teardown
