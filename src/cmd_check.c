@@ -157,14 +157,21 @@ static void docker_checks(struct collected *c, const struct dk_state *st, const 
 		const struct dk_container *ct = &st->containers[i];
 		if (st->layout != DK_LAYOUT_DOCKER)
 			break;
-		int found = 0;
-		for (size_t m = 0; m < st->nr_mounts && !found; m++)
-			found = st->mounts[m].name && strcmp(st->mounts[m].name, ct->id) == 0 && st->mounts[m].mount_id &&
-				dk_state_file_by_hash(st, st->mounts[m].mount_id);
-		if (!found)
+		const char *mount_id = NULL;
+		for (size_t m = 0; m < st->nr_mounts && !mount_id; m++)
+			if (st->mounts[m].name && strcmp(st->mounts[m].name, ct->id) == 0)
+				mount_id = st->mounts[m].mount_id;
+		/* Docker's restore loads layerdb/mounts/<id> only (GetRWLayer):
+		 * without it the container is skipped; with it but without the
+		 * device, it is listed and fails when mounted ("Unknown device"). */
+		if (!mount_id)
 			add(c, TM_SEV_WARNING, DK_CHK_MOUNT_MISSING, -1,
-			    "container %s (%s) has no usable read-write layer: Docker skips it at start",
+			    "container %s (%s) has no read-write layer record: Docker skips it at start",
 			    ct->name ? ct->name : "?", ct->id);
+		else if (!dk_state_file_by_hash(st, mount_id))
+			add(c, TM_SEV_WARNING, DK_CHK_MOUNT_MISSING, -1,
+			    "container %s (%s): its read-write layer %s has no metadata file: Docker lists it but cannot start it",
+			    ct->name ? ct->name : "?", ct->id, mount_id);
 	}
 	if (base && st->deviceset.valid && st->deviceset.base_uuid && st->deviceset.base_uuid[0] && base->fs.found &&
 	    strcmp(base->fs.uuid, st->deviceset.base_uuid) != 0)

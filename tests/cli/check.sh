@@ -53,6 +53,18 @@ for code in docker-base-uuid-mismatch docker-layer-device-missing docker-contain
 done
 jq -e '.findings[] | select(.code == "docker-base-uuid-mismatch") | .severity == "fatal"' "$WORK/out" >/dev/null &&
 	ok "a base UUID mismatch is fatal (Docker will not start)" || fail "base uuid severity"
+jq -e 'any(.findings[]; .code == "docker-container-mount-missing" and (.message | contains("no read-write layer record: Docker skips it")))' \
+	"$WORK/out" >/dev/null && ok "a container without layerdb/mounts/<id>: Docker skips it" || fail "mount record message"
+# The record kept, the device's metadata file gone (removed by hand): Docker
+# lists the container and fails to mount it.
+r3="$WORK/nodev"
+cp -a "$ROOTDIR/root" "$r3"
+m=$(ls -d "$r3"/image/devicemapper/layerdb/mounts/* | head -n 1)
+rm "$r3/devicemapper/metadata/$(cat "$m/mount-id")"
+run dmr -r "$r3" check --json
+jq -e --arg id "$(cat "$m/mount-id")" 'any(.findings[]; .code == "docker-container-mount-missing" and
+	(.message | contains("read-write layer " + $id + " has no metadata file: Docker lists it but cannot start it")))' \
+	"$WORK/out" >/dev/null && ok "a container whose device file is gone: listed, cannot start" || fail "device file message"
 printf 'x' >"$r/devicemapper/metadata/deviceset-metadata"
 run dmr -r "$r" check --json
 jq -e 'any(.findings[]; .code == "docker-deviceset-metadata" and .severity == "fatal")' "$WORK/out" >/dev/null &&
