@@ -25,6 +25,9 @@ struct dmr_cli {
 	int json;
 	int quiet;
 	int verbose;
+	const char *cmd;    /* the command's name, once known */
+	const char *bundle; /* --bundle FILE: root is its extraction */
+	int root_given;     /* --root, --metadata or --data was given */
 	char metadata_buf[4096];
 	char data_buf[4096];
 };
@@ -35,6 +38,7 @@ enum {
 	OPT_METADATA = 0x100,
 	OPT_DATA,
 	OPT_JSON,
+	OPT_BUNDLE,
 	OPT_CMD_BASE = 0x200, /* commands number their own long options from here */
 };
 #define DMR_GLOBAL_LONGOPTS                                        \
@@ -42,6 +46,7 @@ enum {
 	{ "metadata", required_argument, NULL, OPT_METADATA },     \
 	{ "data", required_argument, NULL, OPT_DATA },             \
 	{ "json", no_argument, NULL, OPT_JSON },                   \
+	{ "bundle", required_argument, NULL, OPT_BUNDLE },         \
 	{ "quiet", no_argument, NULL, 'q' },                       \
 	{ "verbose", no_argument, NULL, 'v' },                     \
 	{ "help", no_argument, NULL, 'h' },                        \
@@ -138,5 +143,11 @@ int cmd_teardown(struct dmr_cli *cli, int argc, char **argv);
 int cmd_export(struct dmr_cli *cli, int argc, char **argv);
 int cmd_diff(struct dmr_cli *cli, int argc, char **argv);
 int cmd_timeline(struct dmr_cli *cli, int argc, char **argv);
+int cmd_bundle(struct dmr_cli *cli, int argc, char **argv);
+
+/* Opens cli->bundle for cli->cmd: verifies it, extracts it into a private
+ * temporary directory (removed at exit) and points cli->root there. Exits
+ * with a message on failure or when the command cannot run on a bundle. */
+void dmr_cli_open_bundle(struct dmr_cli *cli);
 
 #endif

@@ -4,8 +4,11 @@
 #include "util/jsonc.h"
 #include "util/safeio.h"
 #include "thinmeta/blocksrc.h"
+#include "bundle.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -30,6 +33,7 @@ static const struct command commands[] = {
 	{ "export", cmd_export, "write a device (layer, container, thin id) as a sparse raw image" },
 	{ "diff", cmd_diff, "the block ranges where two devices differ (what a container wrote)" },
 	{ "timeline", cmd_timeline, "devices in creation order, with times, transactions and owners" },
+	{ "bundle", cmd_bundle, "write a support bundle: Docker's state files and the metadata in use" },
 };
 
 static void usage(FILE *out)
@@ -49,6 +53,8 @@ static void usage(FILE *out)
 	      "                      (default ROOT/devicemapper/devicemapper/metadata)\n"
 	      "     --data PATH      pool data file or device\n"
 	      "                      (default ROOT/devicemapper/devicemapper/data)\n"
+	      "     --bundle FILE    read a support bundle instead of a root (scan, ls,\n"
+	      "                      dump, check, timeline)\n"
 	      "     --json           machine-readable output\n"
 	      " -q, --quiet          print only errors\n"
 	      " -v, --verbose        say more\n"
@@ -106,13 +112,28 @@ int dmr_cli_global_opt(struct dmr_cli *cli, int c, const char *arg, void (*usage
 {
 	switch (c) {
 	case 'r':
-		cli->root = arg;
-		return 1;
 	case OPT_METADATA:
-		cli->metadata_path = arg;
-		return 1;
 	case OPT_DATA:
-		cli->data_path = arg;
+		if (cli->bundle) {
+			dmr_cli_usage_error(cli, cli->cmd, "--bundle replaces --root, --metadata and --data");
+			exit(DMR_EXIT_USAGE);
+		}
+		cli->root_given = 1;
+		if (c == 'r')
+			cli->root = arg;
+		else if (c == OPT_METADATA)
+			cli->metadata_path = arg;
+		else
+			cli->data_path = arg;
+		return 1;
+	case OPT_BUNDLE:
+		if (cli->bundle || cli->root_given) {
+			dmr_cli_usage_error(cli, cli->cmd, "--bundle %s", cli->bundle ? "given twice" : "replaces --root, --metadata and --data");
+			exit(DMR_EXIT_USAGE);
+		}
+		cli->bundle = arg;
+		if (cli->cmd) /* after the command's name: open it now */
+			dmr_cli_open_bundle(cli);
 		return 1;
 	case OPT_JSON:
 		cli->json = 1;
@@ -190,6 +211,65 @@ int dmr_cli_finish_stdout(const struct dmr_cli *cli, int code)
 	return code;
 }
 
+/* --- --bundle --- */
+
+static char bundle_dir[PATH_MAX];
+
+static void bundle_cleanup(void)
+{
+	if (bundle_dir[0])
+		bundle_rmtree(bundle_dir);
+	bundle_dir[0] = '\0';
+}
+
+static void bundle_signal(int sig)
+{
+	bundle_cleanup();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void dmr_cli_open_bundle(struct dmr_cli *cli)
+{
+	static const char *const readers[] = { "scan", "check", "ls", "dump", "timeline" };
+	int ok = 0;
+	for (size_t i = 0; i < sizeof(readers) / sizeof(readers[0]); i++)
+		ok |= !strcmp(cli->cmd, readers[i]);
+	if (!ok) {
+		dmr_cli_error(cli, "--bundle: '%s' cannot run on a bundle (it holds no data file and is read-only); "
+			      "it works with scan, check, ls, dump and timeline", cli->cmd);
+		exit(DMR_EXIT_USAGE);
+	}
+	struct dmr_err err = { 0 };
+	struct bundle b;
+	if (bundle_read(cli->bundle, &b, &err))
+		exit(dmr_cli_fail(cli, &err));
+	const char *tmpdir = getenv("TMPDIR");
+	if (!tmpdir || !*tmpdir)
+		tmpdir = "/tmp";
+	if (snprintf(bundle_dir, sizeof(bundle_dir), "%s/dmrescue-bundle.XXXXXX", tmpdir) >= (int)sizeof(bundle_dir) ||
+	    !mkdtemp(bundle_dir)) {
+		dmr_cli_error(cli, "--bundle: cannot create a temporary directory in %s: %s", tmpdir, strerror(errno));
+		bundle_dir[0] = '\0';
+		bundle_free(&b);
+		exit(DMR_EXIT_OUTPUT);
+	}
+	atexit(bundle_cleanup);
+	signal(SIGINT, bundle_signal);
+	signal(SIGTERM, bundle_signal);
+	signal(SIGHUP, bundle_signal);
+	signal(SIGPIPE, bundle_signal);
+	if (bundle_extract(&b, bundle_dir, &err)) {
+		bundle_free(&b);
+		dmr_cli_error(cli, "--bundle %s: %s", cli->bundle, err.msg);
+		exit(DMR_EXIT_OUTPUT);
+	}
+	bundle_free(&b);
+	cli->root = bundle_dir;
+	if (cli->verbose)
+		fprintf(stderr, "%s: %s extracted into %s\n", cli->prog, cli->bundle, bundle_dir);
+}
+
 int main(int argc, char **argv)
 {
 	struct dmr_cli cli = { .prog = "dmrescue", .root = "/var/lib/docker" };
@@ -208,6 +288,9 @@ int main(int argc, char **argv)
 			int sub_argc = argc - optind;
 			char **sub_argv = argv + optind;
 			optind = 0; /* reset getopt for the command */
+			cli.cmd = name;
+			if (cli.bundle)
+				dmr_cli_open_bundle(&cli);
 			return commands[i].fn(&cli, sub_argc, sub_argv);
 		}
 	}

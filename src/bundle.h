@@ -1,0 +1,72 @@
+/* The support bundle format (dmrescue.bundle/1): Docker's small state files
+ * and the pool metadata blocks in use, in one gzip stream (RFC 1952):
+ *
+ *   "DMRESCUE-BUNDLE1" (16 bytes)
+ *   manifest length (8 bytes, little-endian), the manifest (JSON)
+ *   the entries' contents, one after the other, in manifest order
+ *   "DMRESCUE-BNDLEND" (16 bytes), SHA-256 of the manifest (32 bytes)
+ *
+ * The manifest names each entry (path relative to the Docker root, size,
+ * SHA-256, kind). The metadata entry holds, per block in use, its number
+ * (8 bytes, little-endian) and its 4 KiB; with the metadata file's size
+ * from the manifest, that rebuilds the file sparse. The reader checks
+ * everything (gzip CRC, lengths, every SHA-256, paths) before extracting. */
+#ifndef DMR_BUNDLE_H
+#define DMR_BUNDLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+#define BUNDLE_SCHEMA "dmrescue.bundle/1"
+#define BUNDLE_META_PATH "devicemapper/devicemapper/metadata"
+#define BUNDLE_BLOCK 4096
+#define BUNDLE_REC (8 + BUNDLE_BLOCK) /* one metadata block record */
+
+enum bundle_kind {
+	BUNDLE_FILE = 0,
+	BUNDLE_METADATA_BLOCKS = 1,
+};
+
+struct bundle_entry {
+	char *path; /* relative, no "." or ".." components */
+	enum bundle_kind kind;
+	unsigned char *data;
+	size_t len;
+};
+
+struct bundle {
+	struct bundle_entry *e;
+	size_t n, cap;
+	uint64_t meta_file_size; /* bytes of the metadata file (with a metadata entry) */
+	int redacted;            /* Env values of config.v2.json replaced */
+	char *source;            /* the Docker root it was made from (informational) */
+};
+
+/* Appends an entry, taking data (malloc'd) over; on failure data is freed. */
+int bundle_add(struct bundle *b, const char *path, enum bundle_kind kind, unsigned char *data, size_t len,
+	       struct dmr_err *err);
+void bundle_free(struct bundle *b);
+
+/* 1 when path is a safe relative path (no "", ".", ".." components, no
+ * leading '/'). */
+int bundle_path_ok(const char *path);
+
+/* Writes the bundle as a gzip stream to fd (a new file) through safeio;
+ * what names the file. Returns the bytes written in *out_len. */
+int bundle_write(const struct bundle *b, int fd, const char *what, uint64_t *out_len, struct dmr_err *err);
+
+/* Reads and verifies the bundle at path (opened read-only). A file that is
+ * not a bundle, truncated or damaged is DMR_ECORRUPT. */
+int bundle_read(const char *path, struct bundle *out, struct dmr_err *err);
+
+/* Extracts into the existing empty directory dir: the files, and the
+ * metadata file rebuilt sparse. On failure what was written stays: the
+ * caller removes dir. */
+int bundle_extract(const struct bundle *b, const char *dir, struct dmr_err *err);
+
+/* Removes dir and everything below it (not following symlinks). */
+void bundle_rmtree(const char *dir);
+
+#endif
