@@ -17,6 +17,7 @@
 #include "util/fmt.h"
 #include "util/jsonc.h"
 #include "util/progress.h"
+#include "util/grow.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -122,14 +123,10 @@ static int parse(struct diff *df, int argc, char **argv)
 static int add_piece(void *ctx, const struct tm_diff_piece *p)
 {
 	struct diff *df = ctx;
-	if (df->nr_pieces == df->cap_pieces) {
-		size_t cap = df->cap_pieces ? df->cap_pieces * 2 : 64;
-		struct tm_diff_piece *v = realloc(df->pieces, cap * sizeof(*v));
-		if (!v)
-			return DMR_ENOMEM;
-		df->pieces = v;
-		df->cap_pieces = cap;
-	}
+	struct tm_diff_piece *v = dmr_grow(df->pieces, &df->cap_pieces, df->nr_pieces, sizeof(*v));
+	if (!v)
+		return DMR_ENOMEM;
+	df->pieces = v;
 	df->pieces[df->nr_pieces++] = *p;
 	df->nr_blocks += p->len;
 	return 0;
@@ -255,14 +252,10 @@ static int push_range(struct diff *df, uint64_t v, uint64_t n, enum tm_diff_kind
 		last->len += n;
 		return 0;
 	}
-	if (df->nr_ranges == df->cap_ranges) {
-		size_t cap = df->cap_ranges ? df->cap_ranges * 2 : 64;
-		struct range *x = realloc(df->ranges, cap * sizeof(*x));
-		if (!x)
-			return DMR_ENOMEM;
-		df->ranges = x;
-		df->cap_ranges = cap;
-	}
+	struct range *x = dmr_grow(df->ranges, &df->cap_ranges, df->nr_ranges, sizeof(*x));
+	if (!x)
+		return DMR_ENOMEM;
+	df->ranges = x;
 	df->ranges[df->nr_ranges++] = (struct range){ .vbegin = v, .len = n, .kind = k };
 	return 0;
 }

@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <dirent.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 const char *td_kind_name(enum td_kind k)
@@ -117,6 +120,50 @@ void td_plan_free(struct td_plan *p)
 	memset(p, 0, sizeof(*p));
 }
 
+void td_holders(const char *proc, unsigned maj, unsigned min, char *out, size_t outsz)
+{
+	size_t used = 0, found = 0;
+	out[0] = 0;
+	DIR *d = opendir(proc);
+	if (!d)
+		return;
+	struct dirent *e;
+	while (found < 4 && (e = readdir(d))) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		char path[512], line[4096];
+		snprintf(path, sizeof(path), "%s/%ld/mountinfo", proc, pid);
+		FILE *f = fopen(path, "re");
+		if (!f)
+			continue;
+		int held = 0;
+		while (!held && fgets(line, sizeof(line), f)) {
+			unsigned a, b;
+			held = sscanf(line, "%*d %*d %u:%u", &a, &b) == 2 && a == maj && b == min;
+		}
+		fclose(f);
+		if (!held)
+			continue;
+		char comm[64] = "?";
+		snprintf(path, sizeof(path), "%s/%ld/comm", proc, pid);
+		if ((f = fopen(path, "re"))) {
+			if (fgets(comm, sizeof(comm), f))
+				comm[strcspn(comm, "\n")] = 0;
+			fclose(f);
+		}
+		int w = snprintf(out + used, outsz - used, "%spid %ld (%s)", found ? ", " : "", pid, comm);
+		if (w < 0 || (size_t)w >= outsz - used) {
+			out[used] = 0;
+			break;
+		}
+		used += (size_t)w;
+		found++;
+	}
+	closedir(d);
+}
+
 /* ---- the real operations ---- */
 
 static int real_unmount(void *ctx, const char *path, int *lazily, struct dmr_err *err)
@@ -150,8 +197,24 @@ static int real_dm_remove(void *ctx, const char *name, struct dmr_err *err)
 	int r = sio_fault_point("dm-remove", name, err);
 	if (r)
 		return r;
+	struct stat sb;
+	char path[320];
+	snprintf(path, sizeof(path), "/dev/mapper/%s", name);
+	int have_dev = stat(path, &sb) == 0 && S_ISBLK(sb.st_mode);
 	r = dmw_remove(name, err);
-	return r == DMR_ENOENT ? 0 : r; /* gone already (a deferred removal) */
+	if (r == DMR_ENOENT)
+		return 0; /* gone already (a deferred removal) */
+	char who[256];
+	if (r && have_dev) {
+		td_holders("/proc", major(sb.st_rdev), minor(sb.st_rdev), who, sizeof(who));
+		if (who[0]) {
+			char first[sizeof(err->msg)];
+			snprintf(first, sizeof(first), "%s", err->msg);
+			dmr_err_set(err, r, "%s; it is still mounted in the mount namespace of %s: stop those "
+				    "processes (containers dockerd left running?) and run teardown again", first, who);
+		}
+	}
+	return r;
 }
 
 static int real_loop_detach(void *ctx, const char *dev, struct dmr_err *err)

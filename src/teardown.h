@@ -55,6 +55,13 @@ struct td_ops {
 /* The real operations; each counts as a change (src/util/safeio). */
 extern const struct td_ops td_real_ops;
 
+/* Which processes have block device MAJ:MIN mounted in their mount namespace
+ * (PROC/PID/mountinfo, PROC being "/proc" or a test's tree): "pid 12
+ * (sleep), pid 40 (sh)", at most four, in OUT (empty: none seen). A
+ * container dockerd left running holds its thin device this way, even after
+ * its mount under mnt/ is gone from the host's namespace. */
+void td_holders(const char *proc, unsigned maj, unsigned min, char *out, size_t outsz);
+
 /* Runs one step; *lazily as for unmount (0 for the others). */
 int td_run_step(const struct td_ops *ops, void *ctx, const struct td_step *s, int *lazily, struct dmr_err *err);
 

@@ -1,6 +1,7 @@
 #include "config.h"
 #include "docker/bolt.h"
 #include "docker/parsers.h"
+#include "util/grow.h"
 
 #include <endian.h>
 #include <stdarg.h>
@@ -450,14 +451,10 @@ static int tree_elem(struct bolt *b, void *ctx, const char *where, int depth, ui
 		problem(b, "%s: key \"%s\" out of order", where, printable(pk, sizeof(pk), key, klen));
 		return 0;
 	}
-	if (bk->n == bk->cap) {
-		size_t cap = bk->cap ? bk->cap * 2 : 8;
-		struct dk_bolt_item *v = realloc(bk->items, cap * sizeof(*v));
-		if (!v)
-			return DMR_ENOMEM;
-		bk->items = v;
-		bk->cap = cap;
-	}
+	struct dk_bolt_item *v = dmr_grow(bk->items, &bk->cap, bk->n, sizeof(*v));
+	if (!v)
+		return DMR_ENOMEM;
+	bk->items = v;
 	struct dk_bolt_item it = { 0 };
 	it.key = malloc(klen);
 	if (!it.key)

@@ -1,6 +1,7 @@
 #include "config.h"
 #include "loopfile/punch.h"
 #include "util/safeio.h"
+#include "util/grow.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,14 +32,10 @@ int lf_runs_push(struct lf_runs *r, uint64_t off, uint64_t len)
 		r->bytes += len;
 		return 0;
 	}
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 256;
-		struct lf_run *v = realloc(r->v, cap * sizeof(*v));
-		if (!v)
-			return DMR_ENOMEM;
-		r->v = v;
-		r->cap = cap;
-	}
+	struct lf_run *v = dmr_grow(r->v, &r->cap, r->n, sizeof(*v));
+	if (!v)
+		return DMR_ENOMEM;
+	r->v = v;
 	r->v[r->n].off = off;
 	r->v[r->n++].len = len;
 	r->bytes += len;

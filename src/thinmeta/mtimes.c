@@ -1,5 +1,6 @@
 #include "config.h"
 #include "thinmeta/mtimes.h"
+#include "util/grow.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,14 +25,10 @@ static int add(struct tm_timehist *h, uint32_t t, uint64_t blocks)
 		h->v[lo].blocks += blocks;
 		return 0;
 	}
-	if (h->n == h->cap) {
-		size_t cap = h->cap ? h->cap * 2 : 8;
-		struct tm_timecount *v = realloc(h->v, cap * sizeof(*v));
-		if (!v)
-			return DMR_ENOMEM;
-		h->v = v;
-		h->cap = cap;
-	}
+	struct tm_timecount *v = dmr_grow(h->v, &h->cap, h->n, sizeof(*v));
+	if (!v)
+		return DMR_ENOMEM;
+	h->v = v;
 	memmove(h->v + lo + 1, h->v + lo, (h->n - lo) * sizeof(*h->v));
 	h->v[lo] = (struct tm_timecount){ .time = t, .blocks = blocks };
 	h->n++;

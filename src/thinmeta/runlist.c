@@ -1,5 +1,6 @@
 #include "config.h"
 #include "thinmeta/runlist.h"
+#include "util/grow.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,14 +15,10 @@ static int on_run(void *ctx, size_t dev, const struct tm_run *run)
 {
 	struct collect *c = ctx;
 	struct tm_runlist *l = &c->out[dev];
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct tm_run *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return DMR_ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	struct tm_run *v = dmr_grow(l->v, &l->cap, l->n, sizeof(*v));
+	if (!v)
+		return DMR_ENOMEM;
+	l->v = v;
 	l->v[l->n++] = *run;
 	l->mapped += run->len;
 	if (run->vbegin + run->len > l->end)

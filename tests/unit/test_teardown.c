@@ -4,6 +4,10 @@
 
 #include "teardown.h"
 
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 static struct live_finding fnd(enum live_kind k, const char *object, int named, int level, int deferred)
 {
 	struct live_finding f;
@@ -151,12 +155,69 @@ static void test_run(void **state)
 	assert_string_equal(td_kind_name(TD_REMOVE_POOL), "remove pool");
 }
 
+/* A fake /proc: pid 12 (a container's sleep) has 253:3 mounted in its
+ * namespace, pid 40 only 253:30, pid 7 has no comm, "self" and "x1" are no
+ * pids. */
+static void put(const char *dir, const char *pid, const char *file, const char *text, char paths[][600], int *n)
+{
+	char p[600];
+	snprintf(p, sizeof(p), "%s/%s", dir, pid);
+	if (mkdir(p, 0700) == 0)
+		snprintf(paths[(*n)++], 600, "%s", p);
+	snprintf(p, sizeof(p), "%s/%s/%s", dir, pid, file);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	unit_tmp_track(p);
+}
+
+static void test_holders(void **state)
+{
+	(void)state;
+	if (!unit_tmpdir_usable())
+		skip();
+	const char *t = getenv("TMPDIR");
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/dmr-td-proc-XXXXXX", t && *t ? t : "/tmp");
+	assert_non_null(mkdtemp(dir));
+	char dirs[8][600];
+	int nd = 0;
+	const char *root = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n";
+	put(dir, "12", "mountinfo",
+	    "600 500 8:1 /var/lib/docker/devicemapper/mnt/x/rootfs / rw - ext4 /dev/sda1 rw\n"
+	    "610 600 253:3 /rootfs / rw,relatime - xfs /dev/mapper/docker-8:1-42-x rw\n", dirs, &nd);
+	put(dir, "12", "comm", "sleep\n", dirs, &nd);
+	put(dir, "40", "mountinfo", "23 22 253:30 / /mnt rw - xfs /dev/dm-30 rw\n", dirs, &nd);
+	put(dir, "40", "comm", "sh\n", dirs, &nd);
+	put(dir, "7", "mountinfo", "24 22 253:3 / /a rw - xfs /dev/dm-3 rw\n", dirs, &nd);
+	put(dir, "self", "mountinfo", "25 22 253:3 / /b rw - xfs /dev/dm-3 rw\n", dirs, &nd);
+	put(dir, "x1", "mountinfo", root, dirs, &nd);
+	char out[256];
+	td_holders(dir, 253, 3, out, sizeof(out));
+	/* readdir order: either way round */
+	assert_true(!strcmp(out, "pid 12 (sleep), pid 7 (?)") || !strcmp(out, "pid 7 (?), pid 12 (sleep)"));
+	td_holders(dir, 253, 30, out, sizeof(out));
+	assert_string_equal(out, "pid 40 (sh)");
+	td_holders(dir, 8, 3, out, sizeof(out));
+	assert_string_equal(out, "");
+	td_holders(dir, 253, 3, out, 20); /* too small for two: the first only */
+	assert_true(!strcmp(out, "pid 12 (sleep)") || !strcmp(out, "pid 7 (?)"));
+	td_holders("/nonexistent-proc", 253, 3, out, sizeof(out));
+	assert_string_equal(out, "");
+	unit_tmp_cleanup(NULL);
+	while (nd > 0)
+		rmdir(dirs[--nd]);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_order),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_run),
+		cmocka_unit_test(test_holders),
 	};
 	return cmocka_run_group_tests_name("teardown", tests, NULL, NULL);
 }
