@@ -7,10 +7,16 @@
  *   "DMRESCUE-BNDLEND" (16 bytes), SHA-256 of the manifest (32 bytes)
  *
  * The manifest names each entry (path relative to the Docker root, size,
- * SHA-256, kind). The metadata entry holds, per block in use, its number
- * (8 bytes, little-endian) and its 4 KiB; with the metadata file's size
- * from the manifest, that rebuilds the file sparse. The reader checks
- * everything (gzip CRC, lengths, every SHA-256, paths) before extracting. */
+ * SHA-256, kind) and records where the bundle came from (the root, the
+ * metadata and data paths, the pool's name prefix) so that reading it shows
+ * the original names. The metadata entry holds, per block in use, its
+ * number (8 bytes, little-endian, ascending) and its 4 KiB; with the
+ * metadata file's size from the manifest, that rebuilds the file sparse.
+ * Directories are entries of their own (scan reports empty ones), and
+ * files whose content is not Docker's state (what sits in devicemapper/mnt/
+ * and layerdb/tmp/write-set-*) are placeholders: name and size only,
+ * rebuilt as sparse files. The reader checks everything (gzip CRC,
+ * lengths, every SHA-256, paths, duplicates) before extracting. */
 #ifndef DMR_BUNDLE_H
 #define DMR_BUNDLE_H
 
@@ -23,10 +29,18 @@
 #define BUNDLE_META_PATH "devicemapper/devicemapper/metadata"
 #define BUNDLE_BLOCK 4096
 #define BUNDLE_REC (8 + BUNDLE_BLOCK) /* one metadata block record */
+#define BUNDLE_PATH_MAX 4096
+
+/* What a bundle reader allows: the largest metadata device dm-thin takes
+ * (just under 16 GiB), and placeholders no larger than a data file. */
+#define BUNDLE_META_FILE_MAX ((uint64_t)16 << 30)
+#define BUNDLE_PLACEHOLDER_MAX ((uint64_t)1 << 44)
 
 enum bundle_kind {
 	BUNDLE_FILE = 0,
 	BUNDLE_METADATA_BLOCKS = 1,
+	BUNDLE_DIR = 2,         /* a directory (no content) */
+	BUNDLE_PLACEHOLDER = 3, /* a file of file_size bytes whose content is left out */
 };
 
 struct bundle_entry {
@@ -34,6 +48,7 @@ struct bundle_entry {
 	enum bundle_kind kind;
 	unsigned char *data;
 	size_t len;
+	uint64_t file_size; /* BUNDLE_PLACEHOLDER: the original file's size */
 };
 
 struct bundle {
@@ -41,16 +56,22 @@ struct bundle {
 	size_t n, cap;
 	uint64_t meta_file_size; /* bytes of the metadata file (with a metadata entry) */
 	int redacted;            /* Env values of config.v2.json replaced */
-	char *source;            /* the Docker root it was made from (informational) */
+	/* Where it was made (absolute paths as the host named them, or NULL):
+	 * what reading it shows instead of the extraction directory. */
+	char *source;        /* the Docker root */
+	char *metadata_path; /* the pool metadata */
+	char *data_path;     /* the pool data */
+	char *pool_prefix;   /* Docker's device name prefix, "docker-MAJ:MIN-INO" */
 };
 
-/* Appends an entry, taking data (malloc'd) over; on failure data is freed. */
+/* Appends an entry, taking data (malloc'd, may be NULL when len is 0)
+ * over; on failure data is freed. */
 int bundle_add(struct bundle *b, const char *path, enum bundle_kind kind, unsigned char *data, size_t len,
 	       struct dmr_err *err);
 void bundle_free(struct bundle *b);
 
 /* 1 when path is a safe relative path (no "", ".", ".." components, no
- * leading '/'). */
+ * leading '/', no control characters). */
 int bundle_path_ok(const char *path);
 
 /* Writes the bundle as a gzip stream to fd (a new file) through safeio;
@@ -58,12 +79,15 @@ int bundle_path_ok(const char *path);
 int bundle_write(const struct bundle *b, int fd, const char *what, uint64_t *out_len, struct dmr_err *err);
 
 /* Reads and verifies the bundle at path (opened read-only). A file that is
- * not a bundle, truncated or damaged is DMR_ECORRUPT. */
+ * not a bundle, truncated or damaged is DMR_ECORRUPT; an unreadable one
+ * DMR_EIO. Memory is bounded by the file's size (what deflate can expand
+ * it to) and a fixed cap. */
 int bundle_read(const char *path, struct bundle *out, struct dmr_err *err);
 
-/* Extracts into the existing empty directory dir: the files, and the
- * metadata file rebuilt sparse. On failure what was written stays: the
- * caller removes dir. */
+/* Extracts into the existing empty directory dir: the files and
+ * directories, placeholders and the metadata file rebuilt sparse. Never
+ * follows a symlink found below dir. On failure what was written stays:
+ * the caller removes dir. */
 int bundle_extract(const struct bundle *b, const char *dir, struct dmr_err *err);
 
 /* Removes dir and everything below it (not following symlinks). */

@@ -12,10 +12,12 @@
 #include "bundle.h"
 #include "cli.h"
 #include "docker/fsread.h"
+#include "docker/state.h"
 #include "thinmeta/blocksrc.h"
 #include "thinmeta/spacemap.h"
 #include "util/fmt.h"
 #include "util/jsonc.h"
+#include "util/grow.h"
 #include "util/safeio.h"
 
 #include <errno.h>
@@ -131,9 +133,32 @@ static int add_file(struct collect *c, const char *rel, int redact)
 	return 0;
 }
 
-/* Every regular file below the directory rel (recursively), but the
- * layers' tar-split.json.gz. */
-static int add_tree(struct collect *c, const char *rel, int depth)
+static int add_dir(struct collect *c, const char *rel)
+{
+	struct dmr_err err = { 0 };
+	if (bundle_add(&c->b, rel, BUNDLE_DIR, NULL, 0, &err))
+		return dmr_cli_fail(c->cli, &err);
+	return 0;
+}
+
+/* The name and size of the regular file rel, not its content. */
+static int add_placeholder(struct collect *c, const char *rel)
+{
+	struct stat st;
+	struct fsr_fail fail = { 0 };
+	struct dmr_err err = { 0 };
+	if (fsr_lstat(&c->root, rel, &st, &fail) || !S_ISREG(st.st_mode))
+		return 0; /* gone, or no longer a file */
+	if (bundle_add(&c->b, rel, BUNDLE_PLACEHOLDER, NULL, 0, &err))
+		return dmr_cli_fail(c->cli, &err);
+	c->b.e[c->b.n - 1].file_size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* The directory rel and every directory and regular file below it, but
+ * the layers' tar-split.json.gz; with names_only, files as placeholders.
+ * layerdb/tmp (interrupted layer writes) is always names only. */
+static int add_tree(struct collect *c, const char *rel, int depth, int names_only)
 {
 	struct fsr_list l;
 	struct fsr_fail fail = { 0 };
@@ -145,17 +170,49 @@ static int add_tree(struct collect *c, const char *rel, int depth)
 		c->skipped++;
 		return 0;
 	}
-	int code = 0;
+	int code = add_dir(c, rel);
+	size_t rl = strlen(rel);
+	names_only |= rl >= 11 && !strcmp(rel + rl - 11, "layerdb/tmp");
 	for (size_t i = 0; i < l.n && !code; i++) {
 		char sub[FSR_PATH_MAX];
 		if (fsr_join(sub, sizeof(sub), rel, l.e[i].name) < 0)
 			continue;
 		if (l.e[i].type == S_IFDIR && depth < 16)
-			code = add_tree(c, sub, depth + 1);
+			code = add_tree(c, sub, depth + 1, names_only);
+		else if (l.e[i].type == S_IFREG && names_only)
+			code = add_placeholder(c, sub);
 		else if (l.e[i].type == S_IFREG && strcmp(l.e[i].name, "tar-split.json.gz") != 0)
 			code = add_file(c, sub, 0);
 	}
 	fsr_list_free(&l);
+	return code;
+}
+
+/* devicemapper/mnt/<hash>: mount points, empty outside a running daemon;
+ * what was written into one while unmounted is container content: names
+ * and sizes only. A mounted one is recorded as a directory, not entered. */
+static int add_mnt(struct collect *c)
+{
+	struct fsr_dir mnt;
+	struct fsr_list l;
+	struct fsr_fail fail = { 0 };
+	if (fsr_opendir(&c->root, "devicemapper/mnt", &mnt, &fail))
+		return 0;
+	int code = 0;
+	if (fsr_list(&mnt, "", FSR_LIST_MAX, &l, &fail) == 0) {
+		code = add_dir(c, "devicemapper/mnt");
+		for (size_t i = 0; i < l.n && !code; i++) {
+			char sub[FSR_PATH_MAX];
+			struct fsr_dir d;
+			if (l.e[i].type != S_IFDIR || fsr_join(sub, sizeof(sub), "devicemapper/mnt", l.e[i].name) < 0 ||
+			    fsr_opendir(&mnt, l.e[i].name, &d, &fail))
+				continue;
+			code = d.dev == mnt.dev ? add_tree(c, sub, 1, 1) : add_dir(c, sub);
+			fsr_closedir(&d);
+		}
+		fsr_list_free(&l);
+	}
+	fsr_closedir(&mnt);
 	return code;
 }
 
@@ -167,11 +224,13 @@ static int add_docker_files(struct collect *c)
 		"devicemapper-images/images.json",
 		"devicemapper-containers/containers.json",
 	};
-	int code = add_tree(c, "devicemapper/metadata", 0);
+	int code = add_tree(c, "devicemapper/metadata", 0, 0);
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]) && !code; i++)
 		code = add_file(c, files[i], 0);
 	if (!code)
-		code = add_tree(c, "image/devicemapper", 0);
+		code = add_mnt(c);
+	if (!code)
+		code = add_tree(c, "image/devicemapper", 0, 0);
 	struct fsr_list l;
 	struct fsr_fail fail = { 0 };
 	if (!code && fsr_list(&c->root, "containers", FSR_LIST_MAX, &l, &fail) == 0) {
@@ -179,8 +238,11 @@ static int add_docker_files(struct collect *c)
 			char rel[FSR_PATH_MAX];
 			if (l.e[i].type != S_IFDIR)
 				continue;
+			snprintf(rel, sizeof(rel), "containers/%s", l.e[i].name);
+			code = add_dir(c, rel);
 			snprintf(rel, sizeof(rel), "containers/%s/config.v2.json", l.e[i].name);
-			code = add_file(c, rel, c->redact);
+			if (!code)
+				code = add_file(c, rel, c->redact);
 			snprintf(rel, sizeof(rel), "containers/%s/hostconfig.json", l.e[i].name);
 			if (!code)
 				code = add_file(c, rel, 0);
@@ -233,18 +295,12 @@ static int add_metadata(struct collect *c, uint64_t *in_use)
 				code = dmr_cli_fail(cli, &err);
 				goto out;
 			}
-			if (n + nb > cap) {
-				size_t ncap = cap ? cap * 2 : 1024;
-				while (ncap < n + nb)
-					ncap *= 2;
-				unsigned char *nr = realloc(recs, ncap * BUNDLE_REC);
-				if (!nr) {
-					code = dmr_cli_fail(cli, &(struct dmr_err){ .code = DMR_ENOMEM, .msg = "out of memory" });
-					goto out;
-				}
-				recs = nr;
-				cap = ncap;
+			unsigned char *nr = dmr_grow(recs, &cap, n + nb - 1, BUNDLE_REC);
+			if (!nr) {
+				code = dmr_cli_fail(cli, &(struct dmr_err){ .code = DMR_ENOMEM, .msg = "out of memory" });
+				goto out;
 			}
+			recs = nr;
 			for (size_t i = 0; i < nb; i++) {
 				if (status[i]) {
 					dmr_cli_error(cli, "warning: %s: metadata block %llu unreadable, left out", p->path,
@@ -271,6 +327,49 @@ out:
 	tm_sm_free(&sm);
 	tm_pool_close(p);
 	return code;
+}
+
+/* path as an absolute name, without resolving symlinks: the name the host
+ * knows it by (NULL when out of memory). */
+static char *absolute_name(const char *path)
+{
+	char cwd[PATH_MAX];
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return strdup(path);
+	while (path[0] == '.' && path[1] == '/')
+		path += 2;
+	if (!strcmp(path, ".") || !*path)
+		return strdup(cwd);
+	size_t n = strlen(cwd) + strlen(path) + 2;
+	char *out = malloc(n);
+	if (out)
+		snprintf(out, n, "%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", path);
+	return out;
+}
+
+/* What reading the bundle shows instead of its extraction: the root, the
+ * pool's paths and the pool's name prefix (made from the driver home's
+ * device and inode, which the extraction cannot have). */
+static int record_names(struct collect *c)
+{
+	struct dmr_cli *cli = c->cli;
+	struct bundle *b = &c->b;
+	b->source = absolute_name(cli->root);
+	b->metadata_path = absolute_name(dmr_cli_metadata_path(cli));
+	b->data_path = absolute_name(dmr_cli_data_path(cli));
+	struct dk_state st;
+	struct dmr_err err = { 0 };
+	if (dk_state_read(cli->root, &st, &err) == 0) {
+		if (st.prefix && !(b->pool_prefix = strdup(st.prefix))) {
+			dk_state_free(&st);
+			goto oom;
+		}
+		dk_state_free(&st);
+	}
+	if (b->source && b->metadata_path && b->data_path)
+		return DMR_EXIT_OK;
+oom:
+	return dmr_cli_fail(cli, &(struct dmr_err){ .code = DMR_ENOMEM, .msg = "out of memory" });
 }
 
 /* Writes the bundle to a dot name beside FILE, then renames it over. */
@@ -370,16 +469,20 @@ int cmd_bundle(struct dmr_cli *cli, int argc, char **argv)
 	if (fsr_open_root(&col.root, cli->root, &err))
 		return dmr_cli_fail(cli, &err);
 	col.b.redacted = col.redact;
-	col.b.source = strdup(cli->root);
 	uint64_t in_use = 0, size = 0;
-	int code = add_metadata(&col, &in_use);
+	int code = record_names(&col);
+	if (code == DMR_EXIT_OK)
+		code = add_metadata(&col, &in_use);
 	if (code == DMR_EXIT_OK)
 		code = add_docker_files(&col);
 	if (code == DMR_EXIT_OK)
 		code = write_out(&col, output, force, &size);
 	if (code == DMR_EXIT_OK && !cli->quiet) {
 		char h1[32], h2[32];
-		printf("%s: %zu files, %llu metadata blocks in use of %llu (%s), %s%s\n", output, col.b.n - 1,
+		size_t files = 0;
+		for (size_t i = 0; i < col.b.n; i++)
+			files += col.b.e[i].kind == BUNDLE_FILE;
+		printf("%s: %zu files, %llu metadata blocks in use of %llu (%s), %s%s\n", output, files,
 		       (unsigned long long)in_use, (unsigned long long)(col.b.meta_file_size / BUNDLE_BLOCK),
 		       fmt_human(col.b.meta_file_size, h1), fmt_human(size, h2),
 		       col.redact ? ", environment redacted" : ", environment NOT redacted");
