@@ -135,6 +135,46 @@ static char *manifest_text(const struct bundle *b)
 	return s;
 }
 
+/* Replaces the value of every "NAME=value" of Config.Env by "<redacted>".
+ * NULL when the file does not parse: it is then left out (never leak). */
+unsigned char *bundle_redact_env(const char *data, size_t len, size_t *out_len)
+{
+	struct json_tokener *tok = json_tokener_new();
+	if (!tok)
+		return NULL;
+	struct json_object *root = json_tokener_parse_ex(tok, data, (int)len);
+	int ok = root && json_tokener_get_error(tok) == json_tokener_success;
+	json_tokener_free(tok);
+	struct json_object *cfg, *env;
+	if (!ok || !json_object_is_type(root, json_type_object)) {
+		json_object_put(root);
+		return NULL;
+	}
+	if (json_object_object_get_ex(root, "Config", &cfg) && json_object_is_type(cfg, json_type_object) &&
+	    json_object_object_get_ex(cfg, "Env", &env) && json_object_is_type(env, json_type_array)) {
+		size_t n = json_object_array_length(env);
+		for (size_t i = 0; i < n; i++) {
+			const char *s = json_object_get_string(json_object_array_get_idx(env, i));
+			const char *eq = s ? strchr(s, '=') : NULL;
+			size_t k = eq ? (size_t)(eq - s) : (s ? strlen(s) : 0);
+			char *nv = malloc(k + 12);
+			if (!nv) {
+				json_object_put(root);
+				return NULL;
+			}
+			snprintf(nv, k + 12, "%.*s=<redacted>", (int)k, s ? s : "");
+			json_object_array_put_idx(env, i, json_object_new_string(nv));
+			free(nv);
+		}
+	}
+	const char *txt = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	unsigned char *out = (unsigned char *)strdup(txt);
+	if (out)
+		*out_len = strlen(txt);
+	json_object_put(root);
+	return out;
+}
+
 struct gzout {
 	z_stream z;
 	int fd;
@@ -553,9 +593,11 @@ int bundle_read(const char *path, struct bundle *out, struct dmr_err *err)
 	if (r)
 		return r;
 	const size_t hdr = MAGIC_LEN + 8, tail = MAGIC_LEN + SHA256_DIGEST_LEN;
-	if (len >= MAGIC_LEN && !memcmp(s, MAGIC, MAGIC_LEN - 1) && memcmp(s, MAGIC, MAGIC_LEN) != 0) {
+	/* "DMRESCUE-BUNDLE" and another digit: a later format */
+	if (len >= MAGIC_LEN && !memcmp(s, MAGIC, MAGIC_LEN - 1) && s[MAGIC_LEN - 1] != MAGIC[MAGIC_LEN - 1] &&
+	    s[MAGIC_LEN - 1] >= '0' && s[MAGIC_LEN - 1] <= '9') {
 		r = dmr_err_set(err, DMR_ECORRUPT, "%s: a bundle of format version '%c': this dmrescue reads version 1",
-				path, s[MAGIC_LEN - 1] >= 0x20 && s[MAGIC_LEN - 1] < 0x7f ? s[MAGIC_LEN - 1] : '?');
+				path, s[MAGIC_LEN - 1]);
 		goto out;
 	}
 	if (len < hdr + tail || memcmp(s, MAGIC, MAGIC_LEN) != 0) {

@@ -74,6 +74,12 @@ void bundle_free(struct bundle *b);
  * leading '/', no control characters). */
 int bundle_path_ok(const char *path);
 
+/* config.v2.json (len bytes of data) with the value of every "NAME=value"
+ * of Config.Env replaced by "<redacted>", as compact JSON (malloc'd, its
+ * length in *out_len). NULL when it does not parse (leave the file out:
+ * never leak) or when out of memory. */
+unsigned char *bundle_redact_env(const char *data, size_t len, size_t *out_len);
+
 /* Writes the bundle as a gzip stream to fd (a new file) through safeio;
  * what names the file. Returns the bytes written in *out_len. */
 int bundle_write(const struct bundle *b, int fd, const char *what, uint64_t *out_len, struct dmr_err *err);

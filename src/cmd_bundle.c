@@ -61,46 +61,6 @@ struct collect {
 	unsigned long skipped;
 };
 
-/* Replaces the value of every "NAME=value" of Config.Env by "<redacted>".
- * NULL when the file does not parse: it is then left out (never leak). */
-static unsigned char *redact_env(const char *data, size_t len, size_t *out_len)
-{
-	struct json_tokener *tok = json_tokener_new();
-	if (!tok)
-		return NULL;
-	struct json_object *root = json_tokener_parse_ex(tok, data, (int)len);
-	int ok = root && json_tokener_get_error(tok) == json_tokener_success;
-	json_tokener_free(tok);
-	struct json_object *cfg, *env;
-	if (!ok || !json_object_is_type(root, json_type_object)) {
-		json_object_put(root);
-		return NULL;
-	}
-	if (json_object_object_get_ex(root, "Config", &cfg) && json_object_is_type(cfg, json_type_object) &&
-	    json_object_object_get_ex(cfg, "Env", &env) && json_object_is_type(env, json_type_array)) {
-		size_t n = json_object_array_length(env);
-		for (size_t i = 0; i < n; i++) {
-			const char *s = json_object_get_string(json_object_array_get_idx(env, i));
-			const char *eq = s ? strchr(s, '=') : NULL;
-			size_t k = eq ? (size_t)(eq - s) : (s ? strlen(s) : 0);
-			char *nv = malloc(k + 12);
-			if (!nv) {
-				json_object_put(root);
-				return NULL;
-			}
-			snprintf(nv, k + 12, "%.*s=<redacted>", (int)k, s ? s : "");
-			json_object_array_put_idx(env, i, json_object_new_string(nv));
-			free(nv);
-		}
-	}
-	const char *txt = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	unsigned char *out = (unsigned char *)strdup(txt);
-	if (out)
-		*out_len = strlen(txt);
-	json_object_put(root);
-	return out;
-}
-
 /* Adds the regular file rel if it is there; missing is fine. */
 static int add_file(struct collect *c, const char *rel, int redact)
 {
@@ -120,7 +80,7 @@ static int add_file(struct collect *c, const char *rel, int redact)
 	unsigned char *data = (unsigned char *)f.data;
 	size_t len = f.len;
 	if (redact) {
-		data = redact_env(f.data, f.len, &len);
+		data = bundle_redact_env(f.data, f.len, &len);
 		fsr_file_free(&f);
 		if (!data) {
 			dmr_cli_error(c->cli, "warning: %s/%s left out: not JSON, cannot redact it", c->cli->root, rel);
