@@ -29,6 +29,7 @@
 #include "thinmeta/spacemap.h"
 #include "thinmeta/usage.h"
 #include "util/fmt.h"
+#include "util/grow.h"
 #include "util/jsonc.h"
 #include "util/progress.h"
 #include "util/safeio.h"
@@ -249,15 +250,12 @@ static int dig_zeroes(struct reclaim *rc, struct target *t, int fd, const struct
 		while (off < end) {
 			uint64_t b = off / t->block_bytes;
 			uint64_t e = (b + 1) * t->block_bytes < end ? (b + 1) * t->block_bytes : end;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 1024;
-				struct lf_read_range *x = realloc(rr, cap * sizeof(*x));
-				if (!x) {
-					dmr_cli_error(cli, "out of memory listing the blocks to read");
-					goto out;
-				}
-				rr = x;
+			struct lf_read_range *x = dmr_grow(rr, &cap, n, sizeof(*x));
+			if (!x) {
+				dmr_cli_error(cli, "out of memory listing the blocks to read");
+				goto out;
 			}
+			rr = x;
 			rr[n].off = off;
 			rr[n++].len = e - off;
 			if (b != last_block)

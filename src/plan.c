@@ -10,6 +10,7 @@
 
 #include "docker/bkrefs.h"
 #include "docker/scan.h"
+#include "util/fmt.h"
 
 #define MT "/mounts/"
 /* containers/storage keeps layers and containers in layers.json and
@@ -595,16 +596,6 @@ static void by_class(struct pb *b, const struct inv_item *it, unsigned flags)
 
 /* --- explicit targets --- */
 
-static int is_number(const char *s)
-{
-	if (!*s)
-		return 0;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
-}
-
 static void refuse(struct pb *b, const char *what, const char *f, ...) __attribute__((format(printf, 3, 4)));
 static void refuse(struct pb *b, const char *what, const char *f, ...)
 {
@@ -629,7 +620,7 @@ static void target_device(struct pb *b, const char *arg)
 		const struct inv_item *x = &inv->items[i];
 		if (x->cls == INV_TRANSIENT)
 			continue;
-		if (is_number(arg) ? x->thin_id >= 0 && (uint64_t)x->thin_id == strtoull(arg, NULL, 10)
+		if (fmt_all_digits(arg) ? x->thin_id >= 0 && (uint64_t)x->thin_id == strtoull(arg, NULL, 10)
 				   : x->hash && x->hash[0] && strcmp(x->hash, arg) == 0)
 			it = x;
 	}

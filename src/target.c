@@ -3,6 +3,7 @@
 #include "target.h"
 
 #include "docker/scan.h"
+#include "util/fmt.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,16 +20,6 @@ const char *dmr_target_kind_name(enum dmr_target_kind k)
 	case DMR_TARGET_LAYER: return "layer";
 	}
 	return "?";
-}
-
-static int all_digits(const char *s)
-{
-	if (!*s)
-		return 0;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
 }
 
 static const char *short_id(const char *id, char buf[16])
@@ -127,7 +118,7 @@ int dmr_target_resolve(const struct dk_state *st, const char *arg, const struct 
 		return dmr_err_set(err, DMR_EUSAGE, "an empty TARGET");
 	/* Thin ids have 24 bits: 8 digits at most (a longer number can only be
 	 * a hash or an id). */
-	if (all_digits(arg) && strlen(arg) <= 8) {
+	if (fmt_all_digits(arg) && strlen(arg) <= 8) {
 		char *end;
 		unsigned long long id = strtoull(arg, &end, 10);
 		if (*end || id > 0xffffffull)

@@ -685,15 +685,12 @@ static int snapshot_bucket(struct bolt *b, void *ctx, const char *where, int dep
 		return 0;
 	}
 	r = walk_bucket(b, where, key, klen, val, vlen, depth, snapshot_field, &s);
-	if (r == 0 && ss->n == ss->cap) {
-		size_t cap = ss->cap ? ss->cap * 2 : 32;
-		struct dk_buildkit_snapshot *v = realloc(ss->v, cap * sizeof(*v));
-		if (v) {
+	if (r == 0) {
+		struct dk_buildkit_snapshot *v = dmr_grow(ss->v, &ss->cap, ss->n, sizeof(*v));
+		if (v)
 			ss->v = v;
-			ss->cap = cap;
-		} else {
+		else
 			r = DMR_ENOMEM;
-		}
 	}
 	if (r < 0) {
 		snapshot_clear(&s);

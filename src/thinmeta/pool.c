@@ -232,7 +232,10 @@ static int map_leaf(void *vctx, size_t root, const struct tm_node *leaf, uint64_
 		uint32_t t = (uint32_t)(bt & ((1u << TM_BLOCK_TIME_TIME_BITS) - 1));
 		if (db >= m->nr_data_blocks) {
 			if (m->v->damage) {
-				struct tm_damage d = { .root_index = root, .lo = vb, .hi = vb + 1, .block = leaf->block };
+				struct tm_damage d = { .root_index = root, .lo = vb,
+						       /* the last key cannot overflow into an empty range */
+						       .hi = vb == UINT64_MAX ? UINT64_MAX : vb + 1,
+						       .block = leaf->block };
 				snprintf(d.reason, sizeof(d.reason),
 					 "mapping to data block %llu beyond the end of the pool (%llu blocks)",
 					 (unsigned long long)db, (unsigned long long)m->nr_data_blocks);

@@ -58,3 +58,13 @@ const char *fmt_human(uint64_t bytes, char *buf)
 		snprintf(buf, 32, "%llu bytes", (unsigned long long)bytes);
 	return buf;
 }
+
+int fmt_all_digits(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}

@@ -24,4 +24,7 @@ const char *fmt_human(uint64_t bytes, char *buf);
  * "100..end" (hi == UINT64_MAX). */
 void fmt_key_range(char *buf, size_t len, uint64_t lo, uint64_t hi);
 
+/* 1 when s is a non-empty string of decimal digits only. */
+int fmt_all_digits(const char *s);
+
 #endif
