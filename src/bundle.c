@@ -4,6 +4,7 @@
 #include "util/jsonc.h"
 #include "util/safeio.h"
 #include "docker/fsread.h"
+#include "thinmeta/ondisk.h"
 #include "util/grow.h"
 #include "util/sha256.h"
 
@@ -210,20 +211,6 @@ static int gz_feed(struct gzout *g, const void *data, size_t len, int flush, str
 	return 0;
 }
 
-static void put_le64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 int bundle_write(const struct bundle *b, int fd, const char *what, uint64_t *out_len, struct dmr_err *err)
 {
 	char *man = manifest_text(b);
@@ -232,7 +219,7 @@ int bundle_write(const struct bundle *b, int fd, const char *what, uint64_t *out
 	size_t mlen = strlen(man);
 	unsigned char hdr[MAGIC_LEN + 8], trailer[MAGIC_LEN + SHA256_DIGEST_LEN];
 	memcpy(hdr, MAGIC, MAGIC_LEN);
-	put_le64(hdr + MAGIC_LEN, mlen);
+	tm_put_le64(hdr + MAGIC_LEN, mlen);
 	memcpy(trailer, END_MAGIC, MAGIC_LEN);
 	struct sha256_ctx c;
 	sha256_init(&c);
@@ -454,7 +441,7 @@ static int check_blocks(const char *path, const struct bundle *b, struct dmr_err
 		const struct bundle_entry *e = &b->e[i];
 		uint64_t prev = 0;
 		for (size_t j = 0; e->kind == BUNDLE_METADATA_BLOCKS && j < e->len / BUNDLE_REC; j++) {
-			uint64_t blk = get_le64(e->data + j * BUNDLE_REC);
+			uint64_t blk = tm_le64(e->data + j * BUNDLE_REC);
 			if (blk >= b->meta_file_size / BUNDLE_BLOCK)
 				return dmr_err_set(err, DMR_ECORRUPT, "%s: metadata block %llu beyond the file's %llu bytes",
 						   path, (unsigned long long)blk, (unsigned long long)b->meta_file_size);
@@ -604,7 +591,7 @@ int bundle_read(const char *path, struct bundle *out, struct dmr_err *err)
 		r = dmr_err_set(err, DMR_ECORRUPT, "%s: not a dmrescue bundle", path);
 		goto out;
 	}
-	uint64_t mlen = get_le64(s + MAGIC_LEN);
+	uint64_t mlen = tm_le64(s + MAGIC_LEN);
 	if (mlen > MANIFEST_MAX || mlen > len - hdr - tail) {
 		r = dmr_err_set(err, DMR_ECORRUPT, "%s: bad manifest length %llu", path, (unsigned long long)mlen);
 		goto out;
@@ -720,7 +707,7 @@ static int extract_one(const struct bundle *b, const struct bundle_entry *e, int
 			r = dmr_err_set(err, DMR_EIO, "sizing %s: %s", e->path, strerror(errno));
 		for (size_t j = 0; !r && j < e->len / BUNDLE_REC; j++) {
 			const unsigned char *rec = e->data + j * BUNDLE_REC;
-			r = write_all(fd, rec + 8, BUNDLE_BLOCK, (off_t)(get_le64(rec) * BUNDLE_BLOCK), e->path, err);
+			r = write_all(fd, rec + 8, BUNDLE_BLOCK, (off_t)(tm_le64(rec) * BUNDLE_BLOCK), e->path, err);
 		}
 	}
 	if (close(fd) < 0 && !r)

@@ -14,6 +14,7 @@
 #include "docker/fsread.h"
 #include "docker/state.h"
 #include "thinmeta/blocksrc.h"
+#include "thinmeta/ondisk.h"
 #include "thinmeta/spacemap.h"
 #include "util/fmt.h"
 #include "util/jsonc.h"
@@ -268,8 +269,7 @@ static int add_metadata(struct collect *c, uint64_t *in_use)
 					continue;
 				}
 				unsigned char *rec = recs + n * BUNDLE_REC;
-				for (int k = 0; k < 8; k++)
-					rec[k] = (unsigned char)(blocks[i] >> (8 * k));
+				tm_put_le64(rec, blocks[i]);
 				memcpy(rec + 8, bufs + i * BUNDLE_BLOCK, BUNDLE_BLOCK);
 				n++;
 			}

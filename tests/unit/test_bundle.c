@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "bundle.h"
+#include "thinmeta/ondisk.h"
 #include "util/err.h"
 #include "util/sha256.h"
 
@@ -87,8 +88,7 @@ static void write_raw(const char *magic, const char *manifest, const void *body,
 	struct raw r = { 0 };
 	unsigned char len[8], digest[SHA256_DIGEST_LEN];
 	size_t ml = strlen(manifest);
-	for (int i = 0; i < 8; i++)
-		len[i] = (unsigned char)((uint64_t)ml >> (8 * i));
+	tm_put_le64(len, ml);
 	raw_put(&r, magic, 16);
 	raw_put(&r, len, 8);
 	raw_put(&r, manifest, ml);
@@ -151,8 +151,7 @@ static unsigned char *dup_bytes(const void *p, size_t n)
 
 static void fill_block(unsigned char *rec, uint64_t blk)
 {
-	for (int k = 0; k < 8; k++)
-		rec[k] = (unsigned char)(blk >> (8 * k));
+	tm_put_le64(rec, blk);
 	uint64_t st = blk + 1;
 	for (size_t i = 0; i < BUNDLE_BLOCK; i += 8) {
 		uint64_t v = unit_rand(&st);
@@ -323,16 +322,22 @@ static void test_redact(void **state)
 
 /* --- damaged bundles --- */
 
-static void test_truncated(void **state)
+/* Writes the bundle of build() to bundle_path; returns its size. */
+static off_t write_sample(void)
 {
-	(void)state;
 	struct bundle w;
+	struct stat st;
 	build(&w);
 	write_bundle(&w);
 	bundle_free(&w);
-	struct stat st;
 	assert_int_equal(stat(bundle_path, &st), 0);
-	for (off_t len = st.st_size - 1; len > 0; len = len * 2 / 3) {
+	return st.st_size;
+}
+
+static void test_truncated(void **state)
+{
+	(void)state;
+	for (off_t len = write_sample() - 1; len > 0; len = len * 2 / 3) {
 		assert_int_equal(truncate(bundle_path, len), 0);
 		expect_corrupt(len < 10 ? "not a dmrescue bundle" : "truncated");
 	}
@@ -343,16 +348,11 @@ static void test_truncated(void **state)
 static void test_flipped_byte(void **state)
 {
 	(void)state;
-	struct bundle w;
-	build(&w);
-	write_bundle(&w);
-	bundle_free(&w);
-	struct stat st;
-	assert_int_equal(stat(bundle_path, &st), 0);
+	off_t size = write_sample();
 	int fd = open(bundle_path, O_RDWR);
 	assert_true(fd >= 0);
 	/* every 97th byte past the gzip header, one at a time */
-	for (off_t off = 10; off < st.st_size; off += 97) {
+	for (off_t off = 10; off < size; off += 97) {
 		unsigned char c;
 		assert_int_equal(pread(fd, &c, 1, off), 1);
 		c ^= 0x20;
