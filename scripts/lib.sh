@@ -8,7 +8,7 @@
 # Debian packages needed to build dmrescue, run its test suite and the demo.
 DMR_DEB_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
-	libdevmapper-dev libblkid-dev libcmocka-dev libjson-c-dev libaio-dev
+	libdevmapper-dev libblkid-dev libcmocka-dev libjson-c-dev libaio-dev zlib1g-dev
 	thin-provisioning-tools valgrind clang libclang-rt-14-dev
 	xfsprogs e2fsprogs
 )

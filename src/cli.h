@@ -25,6 +25,15 @@ struct dmr_cli {
 	int json;
 	int quiet;
 	int verbose;
+	const char *cmd;    /* the command's name, once known */
+	const char *bundle; /* --bundle FILE: root is its extraction */
+	int root_given;     /* --root, --metadata or --data was given */
+	/* With --bundle, the names the bundle recorded, shown instead of the
+	 * extraction's (NULL otherwise). */
+	const char *shown_root;
+	const char *shown_metadata;
+	const char *shown_data;
+	const char *pool_prefix;
 	char metadata_buf[4096];
 	char data_buf[4096];
 };
@@ -35,6 +44,7 @@ enum {
 	OPT_METADATA = 0x100,
 	OPT_DATA,
 	OPT_JSON,
+	OPT_BUNDLE,
 	OPT_CMD_BASE = 0x200, /* commands number their own long options from here */
 };
 #define DMR_GLOBAL_LONGOPTS                                        \
@@ -42,6 +52,7 @@ enum {
 	{ "metadata", required_argument, NULL, OPT_METADATA },     \
 	{ "data", required_argument, NULL, OPT_DATA },             \
 	{ "json", no_argument, NULL, OPT_JSON },                   \
+	{ "bundle", required_argument, NULL, OPT_BUNDLE },         \
 	{ "quiet", no_argument, NULL, 'q' },                       \
 	{ "verbose", no_argument, NULL, 'v' },                     \
 	{ "help", no_argument, NULL, 'h' },                        \
@@ -66,11 +77,26 @@ int dmr_cli_bad_option(const struct dmr_cli *cli, const char *cmd, int c, char *
 /* Maps a library error to an exit code and prints it. */
 int dmr_cli_fail(const struct dmr_cli *cli, const struct dmr_err *err);
 
-/* The metadata file: --metadata, or ROOT/devicemapper/devicemapper/metadata. */
+/* The metadata file: --metadata, or ROOT/devicemapper/devicemapper/metadata
+ * (with --bundle: as the bundle recorded it, for messages). */
 const char *dmr_cli_metadata_path(struct dmr_cli *cli);
 
-/* The data file: --data, or ROOT/devicemapper/devicemapper/data. */
+/* The data file: --data, or ROOT/devicemapper/devicemapper/data (with
+ * --bundle: as the bundle recorded it, for messages). */
 const char *dmr_cli_data_path(struct dmr_cli *cli);
+
+/* The data file to read: dmr_cli_data_path, or NULL with --bundle (a
+ * bundle holds no data file, and the recorded path is the host's). */
+const char *dmr_cli_data_input(struct dmr_cli *cli);
+
+/* The Docker root to name in output: --root, or the one a bundle was made of. */
+const char *dmr_cli_root_shown(const struct dmr_cli *cli);
+
+/* dk_state_read of the root; with --bundle, the root's name and the pool's
+ * name are the ones the bundle recorded (the extraction's inode would make
+ * another pool name). */
+struct dk_state;
+int dmr_cli_state_read(const struct dmr_cli *cli, struct dk_state *st, struct dmr_err *err);
 
 /* Opens the pool read-only, printing any error; NULL on failure with
  * *exit_code set. */
@@ -138,5 +164,11 @@ int cmd_teardown(struct dmr_cli *cli, int argc, char **argv);
 int cmd_export(struct dmr_cli *cli, int argc, char **argv);
 int cmd_diff(struct dmr_cli *cli, int argc, char **argv);
 int cmd_timeline(struct dmr_cli *cli, int argc, char **argv);
+int cmd_bundle(struct dmr_cli *cli, int argc, char **argv);
+
+/* Opens cli->bundle for cli->cmd: verifies it, extracts it into a private
+ * temporary directory (removed at exit) and points cli->root there. Exits
+ * with a message on failure or when the command cannot run on a bundle. */
+void dmr_cli_open_bundle(struct dmr_cli *cli);
 
 #endif

@@ -242,7 +242,7 @@ int cmd_check(struct dmr_cli *cli, int argc, char **argv)
 		free(col.f);
 		return dmr_cli_finish_stdout(cli, DMR_EXIT_DAMAGE);
 	}
-	struct tm_check_opts opts = { .data_path = dmr_cli_data_path(cli) };
+	struct tm_check_opts opts = { .data_path = dmr_cli_data_input(cli) };
 	if (tm_check_pool(p, &opts, collect, &col, &stats, &err)) {
 		rc = dmr_cli_fail(cli, &err);
 		goto out;
@@ -260,12 +260,12 @@ int cmd_check(struct dmr_cli *cli, int argc, char **argv)
 		int vr = dmr_pool_view_open(cli, &v, 0, 0);
 		if (vr == DMR_EXIT_OK)
 			vr = dmr_pool_view_roots(&v, NULL, NULL, 0);
-		if (vr == DMR_EXIT_OK && dk_state_read(cli->root, &st, &err) == 0 &&
+		if (vr == DMR_EXIT_OK && dmr_cli_state_read(cli, &st, &err) == 0 &&
 		    tm_usage_compute(v.pool, v.roots, v.nroots, v.pool->sb.data_sm.nr_blocks, NULL, NULL, &u, &err) == 0 &&
-		    inv_build(&inv, v.pool, &v.devs, v.dev_of_root, v.nroots, &u, &st, dmr_cli_data_path(cli), &err) == 0)
+		    inv_build(&inv, v.pool, &v.devs, v.dev_of_root, v.nroots, &u, &st, dmr_cli_data_input(cli), &err) == 0)
 			docker_checks(&col, &st, &inv);
 		else
-			add(&col, TM_SEV_WARNING, DK_CHK_PROBLEM, -1, "%s: Docker's side not checked: %s", cli->root,
+			add(&col, TM_SEV_WARNING, DK_CHK_PROBLEM, -1, "%s: Docker's side not checked: %s", dmr_cli_root_shown(cli),
 			    err.msg[0] ? err.msg : "the pool view could not be built");
 		inv_free(&inv);
 		tm_usage_free(&u);

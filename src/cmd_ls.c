@@ -333,11 +333,11 @@ int cmd_ls(struct dmr_cli *cli, int argc, char **argv)
 		/* Owners are a bonus: a Docker side that cannot be read leaves
 		 * the columns at "-" and says why, once. */
 		struct dmr_err derr = { 0 };
-		if (dk_state_read(cli->root, &ds, &derr) == 0 &&
+		if (dmr_cli_state_read(cli, &ds, &derr) == 0 &&
 		    inv_build(&inv, v.pool, &v.devs, v.dev_of_root, v.nroots, &u, &ds, NULL, &derr) == 0)
 			have_inv = 1;
 		else if (!cli->quiet)
-			dmr_cli_error(cli, "%s: owners unknown: %s", cli->root, derr.msg);
+			dmr_cli_error(cli, "%s: owners unknown: %s", dmr_cli_root_shown(cli), derr.msg);
 	}
 
 	if (cli->json)

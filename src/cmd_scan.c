@@ -285,7 +285,7 @@ int cmd_scan(struct dmr_cli *cli, int argc, char **argv)
 	struct dmr_pool_view v;
 	struct tm_usage u = { 0 };
 	struct inventory inv = { 0 };
-	if (dk_state_read(cli->root, &st, &err)) {
+	if (dmr_cli_state_read(cli, &st, &err)) {
 		dk_state_free(&st);
 		return dmr_cli_fail(cli, &err);
 	}
@@ -295,7 +295,7 @@ int cmd_scan(struct dmr_cli *cli, int argc, char **argv)
 	if (rc != DMR_EXIT_OK)
 		goto out;
 	if (tm_usage_compute(v.pool, v.roots, v.nroots, v.pool->sb.data_sm.nr_blocks, scan_damage, &v, &u, &err) ||
-	    inv_build(&inv, v.pool, &v.devs, v.dev_of_root, v.nroots, &u, &st, dmr_cli_data_path(cli), &err)) {
+	    inv_build(&inv, v.pool, &v.devs, v.dev_of_root, v.nroots, &u, &st, dmr_cli_data_input(cli), &err)) {
 		rc = dmr_cli_fail(cli, &err);
 		goto out;
 	}

@@ -93,13 +93,13 @@ static int load(struct timeline *tl)
 	struct stat sb;
 	snprintf(mdir, sizeof(mdir), "%s/devicemapper", cli->root);
 	if (!cli->metadata_path && stat(mdir, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-		if (dk_state_read(cli->root, &tl->st, &err) == 0) {
+		if (dmr_cli_state_read(cli, &tl->st, &err) == 0) {
 			tl->have_state = 1;
 			if (inv_build(&tl->inv, v->pool, &v->devs, v->dev_of_root, v->nroots, &tl->u, &tl->st, NULL, &err) == 0)
 				tl->have_inv = 1;
 		}
 		if (!tl->have_inv && !cli->quiet)
-			dmr_cli_error(cli, "%s: owners unknown: %s", cli->root, err.msg);
+			dmr_cli_error(cli, "%s: owners unknown: %s", dmr_cli_root_shown(cli), err.msg);
 	}
 	for (size_t i = 0; i < v->devs.n; i++)
 		tl->rows[i] = (struct row){ .dev = i, .root = SIZE_MAX };
