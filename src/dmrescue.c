@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct command {
@@ -287,9 +288,22 @@ static void bundle_cleanup(void)
 	bundle_dir[0] = '\0';
 }
 
+/* On a signal the extraction goes too, with what is async-signal-safe
+ * (fork, execve, waitpid; not nftw): rm -rf in a child, then the signal's
+ * default action. */
 static void bundle_signal(int sig)
 {
-	bundle_cleanup();
+	if (bundle_dir[0]) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			char *const argv[] = { "rm", "-rf", "--one-file-system", "--", bundle_dir, NULL };
+			char *const envp[] = { NULL };
+			execve("/bin/rm", argv, envp);
+			_exit(127);
+		}
+		while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
 	signal(sig, SIG_DFL);
 	raise(sig);
 }

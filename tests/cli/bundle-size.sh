@@ -29,4 +29,25 @@ echo "bundle: $size bytes ($((size / 1024)) KiB) for ${blocks:-?} blocks in use 
 dmr -r "$R" check >"$WORK/root.out" 2>/dev/null
 dmr --bundle "$WORK/b.dmrb" check >"$WORK/bundle.out" 2>/dev/null
 diff -u "$WORK/root.out" "$WORK/bundle.out" && ok "check: the same from the bundle" || fail "check differs"
+
+# A signal while a command reads the bundle: the extraction goes with it.
+# dump writes into a FIFO read no further than 1000 bytes, so it blocks with
+# the bundle extracted; SIGTERM must leave TMPDIR empty.
+mkdir "$WORK/tmp"
+mkfifo "$WORK/fifo"
+TMPDIR="$WORK/tmp" "$DMRESCUE" --bundle "$WORK/b.dmrb" dump >"$WORK/fifo" 2>/dev/null &
+pid=$!
+exec 3<"$WORK/fifo"
+head -c 1000 <&3 >/dev/null
+i=0
+while [ -z "$(ls "$WORK/tmp")" ] && [ "$i" -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+extracted=$(ls "$WORK/tmp")
+sleep 0.5
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+exec 3<&-
+[ -n "$extracted" ] && [ "$rc" -eq 143 ] && [ -z "$(ls -A "$WORK/tmp")" ] &&
+	ok "SIGTERM while reading a bundle: exit 143, the extraction ($extracted) removed" ||
+	fail "SIGTERM: extracted '${extracted}', exit $rc, left: $(ls -A "$WORK/tmp")"
 finish
