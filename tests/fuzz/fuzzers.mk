@@ -1,5 +1,5 @@
 # Builds the libFuzzer harnesses with clang, apart from configure: every
-# library source (src/*/*.c) and each harness compiled with
+# library source (src/*/*.c, src/bundle.c) and each harness compiled with
 # -fsanitize=fuzzer-no-link,address,undefined, one binary per target.
 #
 #   make -f tests/fuzz/fuzzers.mk top_srcdir=. config_dir=build/default out=build/fuzz
@@ -13,19 +13,19 @@ out ?= $(top_srcdir)/build/fuzz
 FUZZ_CC ?= clang
 PKG_CONFIG ?= pkg-config
 
-FUZZ_TARGETS = superblock btree spacemap check dkparse dkstate
+FUZZ_TARGETS = superblock btree spacemap check dkparse dkstate bundle
 # Harnesses that read metadata images share image.c.
 image_targets = btree spacemap check
 
 FUZZ_CFLAGS ?= -g -O1
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-PKGS = json-c blkid devmapper
+PKGS = json-c blkid devmapper zlib
 CPPFLAGS_ALL = -I$(top_srcdir)/src -I$(top_srcdir)/tests/fuzz -I$(config_dir) \
 	$(shell $(PKG_CONFIG) --cflags $(PKGS))
 CFLAGS_ALL = -std=c11 $(FUZZ_CFLAGS) $(SANITIZE) -fsanitize=fuzzer-no-link
 LIBS_ALL = $(shell $(PKG_CONFIG) --libs $(PKGS)) -laio -lpthread
 
-lib_srcs := $(sort $(wildcard $(top_srcdir)/src/*/*.c))
+lib_srcs := $(sort $(wildcard $(top_srcdir)/src/*/*.c)) $(top_srcdir)/src/bundle.c
 lib_objs := $(patsubst $(top_srcdir)/%.c,$(out)/obj/%.o,$(lib_srcs))
 fuzz_lib := $(out)/obj/libdmrescue-fuzz.a
 

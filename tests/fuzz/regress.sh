@@ -7,7 +7,7 @@
 # sanitizer build this is where a finding stays fixed.
 . "$top_srcdir/tests/cli/lib.sh"
 
-FUZZ_TARGETS="superblock btree spacemap check dkparse dkstate"
+FUZZ_TARGETS="superblock btree spacemap check dkparse dkstate bundle"
 seeds=$top_builddir/tests/fuzz/seeds
 seedtool=$top_builddir/tests/fuzz/seedtool
 roots=$top_builddir/tests/fixtures/roots
@@ -26,7 +26,7 @@ else
 	done
 fi
 if [ -n "$stale" ]; then
-	if sh "$top_srcdir/tests/fuzz/make-seeds" "$seeds" "$seedtool" "$FIXDIR" "$roots" \
+	if DMRESCUE=$DMRESCUE sh "$top_srcdir/tests/fuzz/make-seeds" "$seeds" "$seedtool" "$FIXDIR" "$roots" \
 		"$top_srcdir/tests/fixtures/buildkit" >"$WORK/seeds.log" 2>&1; then
 		touch "$seeds/.stamp"
 		ok "seeds made from the fixtures: $(tr '\n' ',' <"$WORK/seeds.log" | sed 's/,$//; s/,/, /g')"
