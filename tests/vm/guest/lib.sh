@@ -36,6 +36,22 @@ allocated() { echo $(($(stat -c %b "$1") * 512)); }
 # metadata, so the first one is the data file's).
 json_first() { grep -o "\"$2\": *[0-9]*" "$1" | head -n 1 | grep -o '[0-9]*$'; }
 
+# reclaim_checked DMRESCUE_CMD DATA JSON: dmrescue reclaim --yes --json
+# (output in JSON), checked to exit 0 and to shrink DATA's allocated bytes by
+# exactly what it reports; sets $returned (empty when it reported nothing).
+reclaim_checked() {
+	_before=$(allocated "$2")
+	$1 reclaim --yes --json >"$3"
+	_rc=$?
+	cat "$3"
+	_after=$(allocated "$2")
+	returned=$(json_first "$3" bytes_returned)
+	check "dmrescue reclaim exits 0 (got $_rc)" test "$_rc" -eq 0
+	note "data file allocated: $_before -> $_after bytes; reclaim returned ${returned:-?} bytes"
+	check "the data file's allocated size dropped by what reclaim reported ($((_before - _after)) = ${returned:-?})" \
+		test "$((_before - _after))" = "${returned:-x}"
+}
+
 # --- thin pools ---------------------------------------------------------------
 # dmsetup status of a thin-pool: 0 LEN thin-pool TID META_USED/TOTAL
 # DATA_USED/TOTAL ROOT MODE ... (MODE: rw, ro, out_of_data_space, Fail).

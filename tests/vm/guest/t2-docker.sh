@@ -346,16 +346,7 @@ used1=$(json_first "$S/scan-after.json" data_used_blocks)
 note "pool data blocks used: $used0 before clean, $used1 after; clean reported $freed bytes freed"
 check "the pool's used data blocks dropped by what clean reported freed ($used0 - $used1 blocks = $freed bytes)" \
 	test "$(((used0 - used1) * BLOCK))" -eq "$freed"
-alloc_before=$(allocated "$DATA")
-$D reclaim --yes --json >"$S/reclaim.json"
-rc=$?
-cat "$S/reclaim.json"
-alloc_after=$(allocated "$DATA")
-returned=$(json_first "$S/reclaim.json" bytes_returned)
-check "dmrescue reclaim exits 0 (got $rc)" test "$rc" -eq 0
-note "data file allocated: $alloc_before -> $alloc_after bytes; reclaim returned ${returned:-?} bytes"
-check "the data file's allocated size dropped by what reclaim reported" \
-	test "$((alloc_before - alloc_after))" = "${returned:-x}"
+reclaim_checked "$D" "$DATA" "$S/reclaim.json"
 # The fillers wrote whole blocks: nearly all that clean freed was on disk.
 check "reclaim returned at least 90% of the pool space clean freed (${returned:-?} of $freed bytes)" \
 	test "$((${returned:-0} * 10))" -ge "$((freed * 9))"
